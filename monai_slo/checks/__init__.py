@@ -1,0 +1,27 @@
+"""Check kinds: one module each, looked up by the ``kind`` key of a check."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from monai_slo.checks import dicom_echo, http, tcp
+from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline
+
+
+@dataclass(frozen=True, slots=True)
+class CheckKind:
+    name: str
+    config_type: type[CheckConfig]
+    run: Callable[[Any, Deadline], CheckOutcome]
+
+
+KINDS: dict[str, CheckKind] = {
+    kind.name: kind
+    for kind in (
+        CheckKind("dicom_echo", dicom_echo.Config, dicom_echo.run),
+        CheckKind("http", http.Config, http.run),
+        CheckKind("tcp", tcp.Config, tcp.run),
+    )
+}

@@ -1,0 +1,143 @@
+"""What every check kind shares: its config base, the deadline it must honour, the result it returns.
+
+A kind is one module exposing ``Config`` (a subclass of :class:`CheckConfig`) and
+``run(config, deadline) -> CheckOutcome``. The framework measures duration, enforces the
+overall deadline and turns exceptions into ``FailureReason.ERROR``; a kind only says what
+it saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from monai_slo.durations import Duration
+
+# Names become Prometheus label values and SQLite keys: keep them boring.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
+
+class FailureReason(StrEnum):
+    """The bounded set of reasons a check fails; a label value, so never free text."""
+
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+    DNS = "dns"
+    CONNECTION = "connection"
+    TLS = "tls"
+    REJECTED_CALLING_AE = "rejected_calling_ae"
+    REJECTED_CALLED_AE = "rejected_called_ae"
+    REJECTED_TRANSIENT = "rejected_transient"
+    REJECTED = "rejected"
+    ABORTED = "aborted"
+    DIMSE_STATUS = "dimse_status"
+    PROTOCOL = "protocol"
+    HTTP_STATUS = "http_status"
+    BODY_MISMATCH = "body_mismatch"
+    SECRET_UNAVAILABLE = "secret_unavailable"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """What a kind reports: success, a bounded reason when not, human detail, extra gauges.
+
+    ``detail`` is shown to people (status, logs) and must never contain a secret.
+    ``values`` maps a metric suffix (``tls_cert_expiry_timestamp_seconds``) to a number;
+    the collector exposes it as ``monai_slo_<suffix>`` with the check's labels.
+    """
+
+    success: bool
+    reason: FailureReason | None = None
+    detail: str = ""
+    values: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def ok(cls, detail: str = "", values: Mapping[str, float] | None = None) -> CheckOutcome:
+        return cls(True, None, detail, values or {})
+
+    @classmethod
+    def fail(
+        cls, reason: FailureReason, detail: str, values: Mapping[str, float] | None = None
+    ) -> CheckOutcome:
+        return cls(False, reason, detail, values or {})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One run of one check as recorded: outcome plus when and how long (monotonic)."""
+
+    success: bool
+    duration: float
+    reason: FailureReason | None
+    detail: str
+    timestamp: float
+    values: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_outcome(cls, outcome: CheckOutcome, duration: float, timestamp: float) -> CheckResult:
+        return cls(
+            outcome.success, duration, outcome.reason, outcome.detail, timestamp, outcome.values
+        )
+
+
+class Deadline:
+    """A point on the monotonic clock a check must finish by; socket timeouts come from it."""
+
+    __slots__ = ("_at",)
+
+    def __init__(self, seconds: float, *, clock: float | None = None) -> None:
+        self._at = (time.monotonic() if clock is None else clock) + seconds
+
+    @property
+    def at(self) -> float:
+        return self._at
+
+    def remaining(self) -> float:
+        """Seconds left, never negative (0.0 once expired)."""
+        return max(0.0, self._at - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self._at
+
+
+class CheckConfig(BaseModel):
+    """Keys every check has. Kinds subclass it and add their own with ``kind: Literal[...]``.
+
+    Values from the config's ``defaults`` block are merged in before validation for every
+    key the kind declares, so ``calling_aet`` in defaults reaches only DICOM kinds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    kind: str
+    interval: Duration = 30.0
+    timeout: Duration = 5.0
+    stale_after: Duration | None = Field(
+        default=None,
+        description="How long a result stands before the time counts as no data "
+        "(default: 2 x interval + timeout).",
+    )
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> Self:
+        if self.timeout >= self.interval:
+            raise ValueError(
+                f"timeout ({self.timeout:g}s) must be shorter than interval ({self.interval:g}s)"
+            )
+        return self
+
+    @property
+    def staleness(self) -> float:
+        """Seconds one result stands for at most."""
+        if self.stale_after is not None:
+            return self.stale_after
+        return 2 * self.interval + self.timeout

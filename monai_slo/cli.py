@@ -1,0 +1,193 @@
+"""The ``monai-slo`` command: argument parsing only; each verb calls into the modules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from monai_slo import __version__
+from monai_slo.checks.base import CheckResult
+from monai_slo.config import CheckRef, Config, coarse_interval_warnings, config_path, load_config
+from monai_slo.yaml_source import SourceError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # APScheduler narrates every job run at INFO; its warnings (missed runs) still show.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
+    try:
+        return int(args.func(args))
+    except SourceError as exc:
+        print(f"config error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monai-slo",
+        description="Availability SLO monitoring for MONAI Deploy operating environments.",
+    )
+    parser.add_argument("--version", action="version", version=f"monai-slo {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, help_text: str, func: object, config: bool = True) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        if config:
+            sub.add_argument(
+                "-c", "--config", help="config file (default: $MONAI_SLO_CONFIG or "
+                "/etc/monai-slo/config.yaml)",
+            )
+        sub.set_defaults(func=func)
+        return sub
+
+    run = verb("run", "run the daemon (SIGHUP reloads, SIGTERM stops)", _run)
+    run.add_argument("--listen", help="override the config's listen address (host:port)")
+    check = verb("check", "run every check once and print a table (exit 1 if any failed)", _check)
+    check.add_argument("--service", help="only the checks of this service")
+    verb("validate", "validate the config and warn about unmeasurable objectives", _validate)
+    verb("status", "availability, error budget and burn rate per service, from history", _status)
+    verb("tiers", "the operating-environment tiers and their allowed downtime", _tiers, config=False)
+    demo = verb("demo", "run the daemon against local simulated peers, one of them flaky", _demo,
+                config=False)
+    demo.add_argument("--listen", default="127.0.0.1:9790", help="metrics address (host:port)")
+    demo.add_argument("--storage", default="monai-slo-demo.sqlite",
+                      help="history file (default: ./monai-slo-demo.sqlite)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--every", type=float, default=15.0,
+                      help="print the status table every N seconds (0: never)")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args.config))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from monai_slo.daemon import Daemon
+
+    path = config_path(args.config)
+    config = load_config(path)
+    if args.listen:
+        config = _with_listen(config, args.listen)
+    for warning in coarse_interval_warnings(config):
+        logging.getLogger("monai_slo").warning("%s", warning)
+
+    def reload() -> Config:
+        fresh = load_config(path)
+        return _with_listen(fresh, args.listen) if args.listen else fresh
+
+    Daemon(config, reload_config=reload).run_until_stopped()
+    return EXIT_OK
+
+
+def _with_listen(config: Config, listen: str) -> Config:
+    from dataclasses import replace
+
+    from monai_slo.config import parse_listen
+
+    parse_listen(listen)
+    return replace(config, listen=listen)
+
+
+def run_checks_once(refs: Sequence[CheckRef], workers: int) -> list[tuple[CheckRef, CheckResult]]:
+    """Every check once, concurrently, each under its overall deadline; results in config order."""
+    from monai_slo.runner import CheckRunner
+
+    results: dict[tuple[str, str, str], CheckResult] = {}
+    all_done = threading.Event()
+    lock = threading.Lock()
+
+    def sink(ref: CheckRef, result: CheckResult) -> None:
+        with lock:
+            results[ref.key] = result
+            if len(results) == len(refs):
+                all_done.set()
+
+    runner = CheckRunner(max(1, min(workers, len(refs))), sink)
+    try:
+        for ref in refs:
+            runner.submit(ref)
+        if refs:
+            all_done.wait()
+    finally:
+        runner.shutdown()
+    return [(ref, results[ref.key]) for ref in refs]
+
+
+def _check(args: argparse.Namespace) -> int:
+    from monai_slo.tables import check_table, console
+
+    config = _load(args)
+    refs = [ref for ref in config.checks() if args.service in (None, ref.service)]
+    if not refs:
+        print(f"no service named {args.service!r} in {config.source}", file=sys.stderr)
+        return EXIT_CONFIG
+    results = run_checks_once(refs, config.workers)
+    console().print(check_table(results))
+    failed = sum(1 for _, result in results if not result.success)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    for warning in coarse_interval_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    services = sum(1 for _ in config.services())
+    checks = sum(1 for _ in config.checks())
+    print(f"{config.source}: ok ({len(config.environments)} environments, {services} services, "
+          f"{checks} checks)")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from monai_slo.evaluation import evaluate
+    from monai_slo.store import HistoryStore
+    from monai_slo.tables import console, service_checks_table, status_table
+
+    config = _load(args)
+    if not config.storage.exists():
+        print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
+        return EXIT_FAILED
+    store = HistoryStore(config.storage, retention=config.retention)
+    try:
+        reports = evaluate(config, store, time.time())
+    finally:
+        store.close()
+    out = console()
+    out.print(status_table(reports))
+    out.print(service_checks_table(reports))
+    return EXIT_OK
+
+
+def _tiers(args: argparse.Namespace) -> int:
+    from monai_slo.tables import console, tiers_table
+
+    console().print(tiers_table())
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from monai_slo.demo import run_demo
+
+    return run_demo(
+        listen=args.listen, storage=Path(args.storage).resolve(), duration=args.duration,
+        every=args.every,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

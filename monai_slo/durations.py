@@ -1,0 +1,55 @@
+"""Durations as administrators write them: ``10s``, ``5m``, ``1h30m``, ``30d``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds for a duration string or a plain number of seconds.
+
+    Raises ValueError with what was expected, so config errors read well.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 10s, 5m, 30d; got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        pos = 0
+        seconds = 0.0
+        for match in _PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"expected a duration such as 10s, 5m, 1h30m, 30d; got {value!r}")
+    else:
+        raise ValueError(f"expected a duration such as 10s, 5m, 30d; got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"expected a positive duration; got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Shortest exact-ish rendering: 2592000 -> '30d', 90 -> '1m30s', 0.25 -> '250ms'."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    remaining = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if remaining >= size:
+            count, remaining = divmod(remaining, size)
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A pydantic field type: accepts '10s' style strings or numbers, holds seconds."""

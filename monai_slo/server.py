@@ -1,0 +1,76 @@
+"""The HTTP listener: /metrics, /-/healthy, /-/ready."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger(__name__)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    registry: CollectorRegistry
+    ready: Callable[[], bool]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "monai-slo"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            try:
+                body = encoder(self.server.registry)
+            except Exception:
+                log.exception("metrics collection failed")
+                self._send(500, b"metrics collection failed\n", "text/plain")
+                return
+            self._send(200, body, content_type)
+        elif path == "/-/healthy":
+            self._send(200, b"OK\n", "text/plain")
+        elif path == "/-/ready":
+            ready = self.server.ready()
+            self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n", "text/plain")
+        else:
+            self._send(404, b"not found; try /metrics\n", "text/plain")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 -- stdlib signature
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class MetricsServer:
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, ready: Callable[[], bool]
+    ) -> None:
+        self._server = _Server((host, port), _Handler)
+        self._server.registry = registry
+        self._server.ready = ready
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

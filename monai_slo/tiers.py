@@ -1,0 +1,100 @@
+"""The operating-environment tiers of the MONAI Deploy spec, as data.
+
+Source: spec/monai-deploy-operating-environments.md. Objectives are percentages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class TierName(StrEnum):
+    DESKTOP = "desktop"
+    WORKSTATION = "workstation"
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    name: TierName
+    title: str
+    spec_availability: str
+    """The spec's own words for the tier's availability."""
+    default_objective: float | None
+    """Percent; None for best-effort tiers, which have no objective."""
+    min_objective: float | None
+    max_objective: float | None
+    gpu_required: bool
+    kubernetes: bool
+
+    @property
+    def best_effort(self) -> bool:
+        return self.default_objective is None
+
+
+TIERS: dict[TierName, Tier] = {
+    tier.name: tier
+    for tier in (
+        Tier(
+            TierName.DESKTOP,
+            "Desktop/Laptop",
+            "none (single user)",
+            None,
+            None,
+            None,
+            gpu_required=False,
+            kubernetes=False,
+        ),
+        Tier(
+            TierName.WORKSTATION,
+            "Workstation",
+            "best effort",
+            None,
+            None,
+            None,
+            gpu_required=True,
+            kubernetes=False,
+        ),
+        Tier(
+            TierName.DEVELOPMENT,
+            "Development/Integration Server",
+            "best effort",
+            None,
+            None,
+            None,
+            gpu_required=True,
+            kubernetes=False,
+        ),
+        Tier(
+            TierName.STAGING,
+            "Staging Server",
+            "98% (~a week of unplanned downtime per year)",
+            98.0,
+            98.0,
+            99.999,
+            gpu_required=True,
+            kubernetes=True,
+        ),
+        Tier(
+            TierName.PRODUCTION,
+            "Production Server",
+            "highly available, 99% to 99.999%",
+            99.9,
+            99.0,
+            99.999,
+            gpu_required=True,
+            kubernetes=True,
+        ),
+    )
+}
+
+YEAR_SECONDS = 365 * 86400
+MONTH_SECONDS = 30 * 86400
+
+
+def allowed_downtime(objective_percent: float, period_seconds: float) -> float:
+    """Seconds of unplanned downtime an objective allows over a period."""
+    return (1 - objective_percent / 100) * period_seconds
