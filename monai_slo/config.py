@@ -276,12 +276,11 @@ def _objective(
                 )
             )
         return None
-    value = (
-        given
-        if given is not None
-        else (inherited if inherited is not None else tier.default_objective)
-    )
-    assert value is not None and tier.min_objective is not None and tier.max_objective is not None
+    if given is None and inherited is not None:
+        return inherited  # already checked where it was written
+    value = given if given is not None else tier.default_objective
+    assert value is not None and tier.min_objective is not None
+    assert tier.max_objective is not None
     if not tier.min_objective <= value <= tier.max_objective:
         issues.append(
             source.issue(

@@ -42,6 +42,8 @@ def format_duration(seconds: float) -> str:
     """Shortest exact-ish rendering: 2592000 -> '30d', 90 -> '1m30s', 0.25 -> '250ms'."""
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
+    if seconds < 60 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
     remaining = round(seconds)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):

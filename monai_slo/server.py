@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     registry: CollectorRegistry
     ready: Callable[[], bool]
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,7 +62,8 @@ class MetricsServer:
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, ready: Callable[[], bool]
     ) -> None:
-        self._server = _Server((host, port), _Handler)
+        server_type = _Server6 if ":" in host else _Server
+        self._server = server_type((host, port), _Handler)
         self._server.registry = registry
         self._server.ready = ready
         self._thread = threading.Thread(
@@ -72,5 +78,6 @@ class MetricsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() would wait forever on a loop never started
+            self._server.shutdown()
         self._server.server_close()

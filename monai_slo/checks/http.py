@@ -1,0 +1,440 @@
+"""The ``http`` kind: one request on a fresh connection, judged by status and body.
+
+Built on :mod:`http.client` for its low CPU cost. The socket is opened by the ``tcp``
+helpers (lookup, connect and TLS bounded by the deadline) and handed to http.client
+wrapped so that every send and every receive is bounded by the time left: a server
+that answers one byte at a time cannot hold a check past its deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import re
+import socket
+import ssl
+import time
+from typing import TYPE_CHECKING, Annotated, Literal, Self, cast
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import Field, FilePath, field_validator, model_validator
+
+from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.secrets import SecretRef, SecretUnavailable
+from monai_slo.checks.tcp import (
+    CERT_EXPIRY,
+    ProbeFailure,
+    cert_expiry,
+    connect,
+    format_host,
+    tls_context,
+    tls_handshake,
+)
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"]
+StatusCode = Annotated[int, Field(ge=100, le=599)]
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 10
+# Headers that must not follow a redirect to another origin (as curl and requests do).
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CHUNK = 64 * 1024
+
+
+class Config(CheckConfig):
+    """Request ``url`` and expect one of ``expect_status`` and, optionally, a body match."""
+
+    kind: Literal["http"]
+    url: str
+    method: Method = "GET"
+    expect_status: Annotated[list[StatusCode], Field(min_length=1)] = Field(
+        default_factory=lambda: [200]
+    )
+    body_regex: str | None = Field(
+        default=None, description="Python regular expression searched for in the body."
+    )
+    headers: dict[str, SecretRef] = Field(
+        default_factory=dict,
+        description="Request headers; a value may be {env: VAR} or {file: PATH}.",
+    )
+    body: str | None = Field(default=None, description="Request body (POST and PUT only).")
+    ca_file: FilePath | None = None
+    tls_verify: bool = True
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
+    follow_redirects: bool = False
+    max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper_method(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.isascii() or _BAD_URL_CHARS.search(value):
+            raise ValueError("URL must be ASCII without spaces (percent-encode, use punycode)")
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"invalid URL: {exc}") from None
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"URL scheme must be http or https, got {parts.scheme or 'none'!r}")
+        if not parts.hostname:
+            raise ValueError("URL has no host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "URL must not carry credentials; use an Authorization header "
+                "with {env: VAR} or {file: PATH}"
+            )
+        if port == 0:
+            raise ValueError("URL port must be 1..65535")
+        return value
+
+    @field_validator("body_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        for name, ref in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if not ref.is_secret and _BAD_HEADER_VALUE.search(ref.resolve()):
+                raise ValueError(f"header {name} contains a line break or NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.body is not None and self.method not in ("POST", "PUT"):
+            raise ValueError(f"body is only sent with POST or PUT, not {self.method}")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        return self
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        # re caches compiled patterns, so this is cheap per run.
+        return re.compile(self.body_regex) if self.body_regex is not None else None
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Raw reads from a socket, each with the time left as its timeout."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        remaining = self._deadline.remaining()
+        if remaining <= 0:
+            raise TimeoutError("deadline reached")
+        self._sock.settimeout(remaining)
+        return self._sock.recv_into(memoryview(buffer))
+
+
+class _DeadlineSocket:
+    """What http.client needs of a socket (sendall, makefile, close), deadline-bounded.
+
+    close() is a no-op because http.client closes the connection as soon as a
+    ``Connection: close`` response starts, before its body is read; run() closes the
+    real socket when it is done.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def sendall(self, data: ReadableBuffer) -> None:
+        remaining = self._deadline.remaining()
+        if remaining <= 0:
+            raise TimeoutError("deadline reached")
+        # Since Python 3.5 the timeout bounds the whole sendall(), not each send().
+        self._sock.settimeout(remaining)
+        self._sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+    def close(self) -> None:
+        pass
+
+
+class _Phase:
+    """What the probe is doing, so a timeout or reset can say where it happened."""
+
+    def __init__(self) -> None:
+        self.now = "connecting"
+
+
+def _resolve_headers(config: Config) -> dict[str, tuple[str, bool]]:
+    """name -> (value, came from a secret). Raises ProbeFailure, naming only the source."""
+    headers: dict[str, tuple[str, bool]] = {}
+    for name, ref in config.headers.items():
+        try:
+            value = ref.resolve()
+        except SecretUnavailable as exc:
+            raise ProbeFailure(FailureReason.SECRET_UNAVAILABLE, f"header {name}: {exc}") from None
+        if _BAD_HEADER_VALUE.search(value):
+            raise ProbeFailure(
+                FailureReason.SECRET_UNAVAILABLE,
+                f"header {name}: {ref.describe()} contains a line break or NUL",
+            )
+        headers[name] = (value, ref.is_secret)
+    return headers
+
+
+def _request_target(url: str) -> str:
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    return f"{path}?{parts.query}" if parts.query else path
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme, parts.hostname or "", parts.port or default
+
+
+class _Exchange:
+    """One request on one fresh connection: the response and what TLS showed."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason = ""
+        self.location: str | None = None
+        self.body = b""
+        self.complete = True
+        self.charset = "utf-8"
+
+
+def _send(
+    conn: http.client.HTTPConnection,
+    url: str,
+    method: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> None:
+    given = {name.lower() for name in headers}
+    conn.putrequest(
+        method,
+        _request_target(url),
+        skip_host="host" in given,
+        skip_accept_encoding="accept-encoding" in given,
+    )
+    for name, value in headers.items():
+        conn.putheader(name, value)
+    if "content-length" not in given and (body is not None or method in ("POST", "PUT")):
+        conn.putheader("Content-Length", str(len(body or b"")))
+    if "connection" not in given:
+        conn.putheader("Connection", "close")
+    conn.endheaders(body)
+
+
+def _read_body(response: http.client.HTTPResponse, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of the body, and whether that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = response.read(min(_CHUNK, limit - size))
+        if not chunk:
+            # read(amt) returns short at EOF instead of raising: check the promise.
+            if response.length:
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    # Stopped at the limit: whatever is left is simply not read.
+    return b"".join(chunks), response.isclosed()
+
+
+def _exchange(
+    config: Config,
+    url: str,
+    *,
+    method: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    deadline: Deadline,
+    phase: _Phase,
+    values: dict[str, float],
+) -> _Exchange:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    result = _Exchange()
+
+    phase.now = f"connecting to {format_host(host, port)}"
+    context = (
+        tls_context(
+            ca_file=config.ca_file,
+            verify=config.tls_verify,
+            client_cert=config.client_cert,
+            client_key=config.client_key,
+        )
+        if https
+        else None
+    )
+    sock = connect(host, port, deadline)
+    if context is not None:
+        phase.now = "in the TLS handshake"
+        tls = tls_handshake(sock, context, host, deadline)  # closes sock if it fails
+        expiry = cert_expiry(tls)
+        # The configured server's certificate is the one to watch, not a redirect target's.
+        if expiry is not None and CERT_EXPIRY not in values:
+            values[CERT_EXPIRY] = expiry
+        sock = tls
+    conn: http.client.HTTPConnection | None = None
+    try:
+        conn_type = http.client.HTTPSConnection if https else http.client.HTTPConnection
+        conn = conn_type(host, port)
+        # The socket is already connected (and TLS wrapped): http.client only formats
+        # the request and parses the response through the deadline-bounded wrapper.
+        conn.sock = cast(socket.socket, _DeadlineSocket(sock, deadline))
+        phase.now = "sending the request"
+        _send(conn, url, method, body, headers)
+        phase.now = "waiting for the response"
+        response = conn.getresponse()
+        result.status = response.status
+        values["http_status_code"] = float(response.status)
+        result.reason = response.reason
+        result.location = response.getheader("Location")
+        result.charset = response.headers.get_content_charset() or "utf-8"
+        phase.now = "reading the body"
+        result.body, result.complete = _read_body(response, config.max_body_bytes)
+    finally:
+        if conn is not None:
+            conn.close()
+        sock.close()
+    return result
+
+
+def _decode(data: bytes, charset: str) -> str:
+    try:
+        return data.decode(charset, errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def _judge(config: Config, exchange: _Exchange, values: dict[str, float]) -> CheckOutcome:
+    expected = ", ".join(str(code) for code in config.expect_status)
+    if exchange.status not in config.expect_status:
+        return CheckOutcome.fail(
+            FailureReason.HTTP_STATUS, f"got {exchange.status}, expected {expected}", values
+        )
+    pattern = config.pattern
+    if pattern is not None and not pattern.search(_decode(exchange.body, exchange.charset)):
+        scope = (
+            f"first {len(exchange.body)} bytes of the body"
+            if not exchange.complete
+            else f"body ({len(exchange.body)} bytes)"
+        )
+        return CheckOutcome.fail(
+            FailureReason.BODY_MISMATCH,
+            f"{pattern.pattern!r} not found in {scope}",
+            values,
+        )
+    return CheckOutcome.ok(f"HTTP {exchange.status} {exchange.reason}".rstrip(), values)
+
+
+def _redirect_target(
+    url: str, location: str, headers: dict[str, tuple[str, bool]]
+) -> tuple[str, dict[str, tuple[str, bool]]]:
+    """The next URL and the headers that may go to it."""
+    target = urljoin(url, location)
+    if urlsplit(target).scheme not in ("http", "https") or not urlsplit(target).hostname:
+        raise ProbeFailure(FailureReason.PROTOCOL, "redirect to a URL that is not http(s)")
+    if _origin(target) != _origin(url):
+        # Never hand a credential to another origin than the one it was configured for.
+        headers = {
+            name: (value, secret)
+            for name, (value, secret) in headers.items()
+            if not secret and name.lower() not in _CREDENTIAL_HEADERS
+        }
+    return target, headers
+
+
+def _after_redirect(status: int, method: str, body: bytes | None) -> tuple[str, bytes | None]:
+    """The method and body for the next hop, as browsers and curl -L behave."""
+    if status == 303 and method != "HEAD":
+        return "GET", None
+    if status in (301, 302) and method == "POST":
+        return "GET", None
+    return method, body
+
+
+def _probe(
+    config: Config, deadline: Deadline, phase: _Phase, values: dict[str, float]
+) -> CheckOutcome:
+    url = config.url
+    method: str = config.method
+    body = config.body.encode("utf-8") if config.body is not None else None
+    headers = _resolve_headers(config)
+    for _hop in range(_MAX_REDIRECTS + 1):
+        exchange = _exchange(
+            config,
+            url,
+            method=method,
+            body=body,
+            headers={name: value for name, (value, _) in headers.items()},
+            deadline=deadline,
+            phase=phase,
+            values=values,
+        )
+        if not (config.follow_redirects and exchange.status in _REDIRECTS and exchange.location):
+            return _judge(config, exchange, values)
+        url, headers = _redirect_target(url, exchange.location, headers)
+        method, body = _after_redirect(exchange.status, method, body)
+    raise ProbeFailure(FailureReason.PROTOCOL, f"more than {_MAX_REDIRECTS} redirects")
+
+
+def _failure(exc: Exception, phase: _Phase, elapsed: float) -> ProbeFailure:
+    """Map what http.client and the socket raised to a reason; never echo a header value."""
+    if isinstance(exc, TimeoutError):
+        return ProbeFailure(FailureReason.TIMEOUT, f"timed out {phase.now} after {elapsed:.2f}s")
+    if isinstance(exc, http.client.HTTPException):
+        # RemoteDisconnected, BadStatusLine, IncompleteRead, LineTooLong, ...
+        return ProbeFailure(
+            FailureReason.PROTOCOL, f"malformed response {phase.now}: {type(exc).__name__}"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return ProbeFailure(FailureReason.TLS, f"TLS error {phase.now}: {exc.reason or exc}")
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+        return ProbeFailure(FailureReason.CONNECTION, f"connection failed {phase.now}: {reason}")
+    # http.client rejects odd header values with the value in the message: never let that
+    # text reach the framework's generic error handler.
+    return ProbeFailure(FailureReason.PROTOCOL, f"request could not be formed {phase.now}")
+
+
+def run(config: Config, deadline: Deadline) -> CheckOutcome:
+    """Request the URL, follow redirects when asked, and judge the final response."""
+    started = time.monotonic()
+    phase = _Phase()
+    values: dict[str, float] = {}
+    try:
+        return _probe(config, deadline, phase, values)
+    except ProbeFailure as failure:
+        return failure.outcome(values)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return _failure(exc, phase, time.monotonic() - started).outcome(values)

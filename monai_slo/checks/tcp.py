@@ -1,0 +1,252 @@
+"""The ``tcp`` kind: can a connection (and optionally a TLS handshake) be made in time?
+
+The connection helpers here are also what the ``http`` kind builds on: every step
+(name lookup, connect, handshake) is bounded by the check's :class:`Deadline` and every
+failure is mapped to a :class:`FailureReason` by :class:`ProbeFailure`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, FilePath, field_validator
+
+from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
+
+CERT_EXPIRY = "tls_cert_expiry_timestamp_seconds"
+
+_UNREACHABLE_ERRNOS = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+)
+
+# (family, type, proto, canonname, sockaddr) as getaddrinfo() returns them.
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
+
+class ProbeFailure(Exception):
+    """A step of a probe failed for a known reason; ``detail`` is safe to show."""
+
+    def __init__(self, reason: FailureReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+    def outcome(self, values: dict[str, float] | None = None) -> CheckOutcome:
+        return CheckOutcome.fail(self.reason, self.detail, values)
+
+
+def format_host(host: str, port: int) -> str:
+    """``host:port``, with IPv6 literals bracketed."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(host: str, port: int, deadline: Deadline) -> Sequence[AddrInfo]:
+    """Look ``host`` up, giving up when the deadline passes.
+
+    getaddrinfo() takes no timeout, and a resolver that does not answer blocks for its own
+    (often 5 s x attempts); running it in a throwaway daemon thread keeps the check inside
+    its deadline. The thread is left to finish on its own if it overruns.
+    """
+    if _is_ip_literal(host):
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    box: list[Sequence[AddrInfo] | BaseException] = []
+
+    def lookup() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=lookup, name=f"resolve-{host}", daemon=True)
+    thread.start()
+    thread.join(deadline.remaining())
+    if not box:
+        raise ProbeFailure(FailureReason.TIMEOUT, f"name lookup of {host} did not finish in time")
+    result = box[0]
+    if isinstance(result, socket.gaierror):
+        raise ProbeFailure(FailureReason.DNS, f"cannot resolve {host}: {result.strerror}")
+    if isinstance(result, BaseException):
+        raise ProbeFailure(FailureReason.DNS, f"cannot resolve {host}: {result}")
+    if not result:
+        raise ProbeFailure(FailureReason.DNS, f"cannot resolve {host}: no addresses")
+    return result
+
+
+def _connect_error(exc: OSError, where: str) -> ProbeFailure:
+    if isinstance(exc, TimeoutError):
+        return ProbeFailure(FailureReason.TIMEOUT, f"connecting to {where} timed out")
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeFailure(FailureReason.REFUSED, f"connection to {where} refused")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in _UNREACHABLE_ERRNOS:
+        return ProbeFailure(FailureReason.UNREACHABLE, f"{where} unreachable: {reason}")
+    return ProbeFailure(FailureReason.CONNECTION, f"connecting to {where} failed: {reason}")
+
+
+def connect(host: str, port: int, deadline: Deadline) -> socket.socket:
+    """Open a TCP connection to the first address of ``host`` that accepts, within the deadline.
+
+    Unlike socket.create_connection(), the timeout is the time left overall, not per address.
+    """
+    where = format_host(host, port)
+    last: ProbeFailure | None = None
+    for family, kind, proto, _, address in resolve(host, port, deadline):
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            last = _connect_error(exc, where)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if last is not None and last.reason is not FailureReason.TIMEOUT:
+        raise last
+    raise ProbeFailure(FailureReason.TIMEOUT, f"connecting to {where} timed out")
+
+
+def tls_context(
+    *,
+    ca_file: Path | None = None,
+    verify: bool = True,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> ssl.SSLContext:
+    """A client context: system CAs, or only ``ca_file`` when given; built per run so a
+    rotated CA or client certificate is picked up.
+    """
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if client_cert is not None:
+            context.load_cert_chain(client_cert, client_key)
+    except (ssl.SSLError, OSError) as exc:
+        detail = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ProbeFailure(FailureReason.TLS, f"cannot load TLS files: {detail}") from None
+    return context
+
+
+def tls_handshake(
+    sock: socket.socket, context: ssl.SSLContext, server_name: str, deadline: Deadline
+) -> ssl.SSLSocket:
+    """Wrap ``sock`` and complete the handshake within the deadline. Closes ``sock`` on failure.
+
+    ssl's do_handshake() treats the socket timeout as a bound on the whole handshake, so a
+    peer that accepts and never answers costs at most the time left.
+    """
+    try:
+        sock.settimeout(deadline.remaining() or 1e-6)
+        tls = context.wrap_socket(sock, server_hostname=server_name, do_handshake_on_connect=False)
+    except (ssl.SSLError, ValueError) as exc:
+        sock.close()
+        raise ProbeFailure(FailureReason.TLS, f"TLS setup failed: {exc}") from None
+    try:
+        tls.do_handshake()
+    except ssl.SSLCertVerificationError as exc:
+        tls.close()
+        message = exc.verify_message or exc.reason or "unknown reason"
+        raise ProbeFailure(FailureReason.TLS, f"certificate verify failed: {message}") from None
+    except ssl.SSLError as exc:
+        tls.close()
+        raise ProbeFailure(
+            FailureReason.TLS, f"TLS handshake failed: {exc.reason or exc}"
+        ) from None
+    except TimeoutError:
+        tls.close()
+        raise ProbeFailure(FailureReason.TIMEOUT, "TLS handshake timed out") from None
+    except OSError as exc:
+        tls.close()
+        # The peer hung up mid-handshake: typically a plain service on a TLS port, or a
+        # server rejecting our certificate.
+        reason = exc.strerror or type(exc).__name__
+        raise ProbeFailure(FailureReason.TLS, f"TLS handshake failed: {reason}") from None
+    return tls
+
+
+def cert_expiry(sock: ssl.SSLSocket) -> float | None:
+    """The peer leaf certificate's notAfter as epoch seconds; None when not verified."""
+    cert = sock.getpeercert()
+    not_after = cert.get("notAfter") if cert else None
+    if not isinstance(not_after, str):
+        return None
+    try:
+        return float(ssl.cert_time_to_seconds(not_after))
+    except ValueError:
+        return None
+
+
+class Config(CheckConfig):
+    """Connect to ``host:port``; with ``tls``, also complete a verified TLS handshake."""
+
+    kind: Literal["tcp"]
+    host: Annotated[str, Field(min_length=1, max_length=253)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    tls: bool = False
+    ca_file: FilePath | None = Field(
+        default=None, description="PEM bundle to trust instead of the system CAs (with tls)."
+    )
+    tls_verify: bool = True
+    server_name: str | None = Field(
+        default=None, description="Name to send (SNI) and verify; default: host."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, value: str) -> str:
+        # Accept "[::1]" as administrators copy it from URLs.
+        host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        if any(ch.isspace() for ch in host) or "/" in host or not host:
+            raise ValueError(f"expected a host name or IP address, got {value!r}")
+        return host
+
+
+def run(config: Config, deadline: Deadline) -> CheckOutcome:
+    """Connect, handshake when asked, close; report the certificate's expiry under TLS."""
+    started = time.monotonic()
+    where = format_host(config.host, config.port)
+    try:
+        context = (
+            tls_context(ca_file=config.ca_file, verify=config.tls_verify) if config.tls else None
+        )
+        sock = connect(config.host, config.port, deadline)
+        if context is None:
+            sock.close()
+            return CheckOutcome.ok(f"connected to {where} in {time.monotonic() - started:.3f}s")
+        tls = tls_handshake(sock, context, config.server_name or config.host, deadline)
+        try:
+            values: dict[str, float] = {}
+            expiry = cert_expiry(tls)
+            if expiry is not None:
+                values[CERT_EXPIRY] = expiry
+            version = tls.version() or "TLS"
+        finally:
+            tls.close()
+    except ProbeFailure as failure:
+        return failure.outcome()
+    return CheckOutcome.ok(
+        f"{version} handshake with {where} in {time.monotonic() - started:.3f}s", values
+    )

@@ -1,0 +1,125 @@
+"""History store: results fold into segments, survive restarts, and reads see unflushed results."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from monai_slo.checks.base import CheckResult, FailureReason
+from monai_slo.slo import Segment
+from monai_slo.store import HistoryStore
+
+KEY = ("prod", "pacs", "echo")
+
+
+def _result(at: float, ok: bool = True) -> CheckResult:
+    return CheckResult(ok, 0.01, None if ok else FailureReason.REFUSED, "" if ok else "refused", at)
+
+
+def _segments(store: HistoryStore, now: float) -> list[Segment]:
+    check_id = store.check_id(KEY)
+    return store.segments([check_id], 0, now)[check_id]
+
+
+def test_same_state_results_extend_one_segment(tmp_path: Path) -> None:
+    """A stable check costs one row however many results it records."""
+    store = HistoryStore(tmp_path / "h.sqlite")
+    for at in range(100, 200, 10):
+        store.record(KEY, "dicom_echo", _result(at), staleness=25)
+    store.flush()
+    rows = (
+        sqlite3.connect(tmp_path / "h.sqlite").execute("SELECT COUNT(*) FROM segments").fetchone()
+    )
+    assert rows == (1,)
+    assert _segments(store, 200) == [Segment(100, 200, True)]
+
+
+def test_state_change_closes_the_segment_at_the_new_result(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "h.sqlite")
+    for at, ok in [(100, True), (110, True), (120, False), (130, False), (140, True)]:
+        store.record(KEY, "dicom_echo", _result(at, ok), staleness=25)
+    assert _segments(store, 150) == [
+        Segment(100, 120, True),
+        Segment(120, 140, False),
+        Segment(140, 150, True),
+    ]
+
+
+def test_results_past_staleness_leave_a_gap(tmp_path: Path) -> None:
+    """A result stands for at most its staleness limit; beyond that there is no data."""
+    store = HistoryStore(tmp_path / "h.sqlite")
+    store.record(KEY, "tcp", _result(100), staleness=25)
+    store.record(KEY, "tcp", _result(200), staleness=25)
+    assert _segments(store, 300) == [Segment(100, 125, True), Segment(200, 225, True)]
+
+
+def test_restart_continues_the_same_segment(tmp_path: Path) -> None:
+    """After a restart within the staleness limit the open segment goes on; history is kept."""
+    path = tmp_path / "h.sqlite"
+    store = HistoryStore(path)
+    store.record(KEY, "tcp", _result(100, False), staleness=25)
+    store.record(KEY, "tcp", _result(110, True), staleness=25)
+    store.close()
+    reopened = HistoryStore(path)
+    reopened.record(KEY, "tcp", _result(130, True), staleness=25)
+    assert _segments(reopened, 140) == [Segment(100, 110, False), Segment(110, 140, True)]
+    last = reopened.last_result(reopened.check_id(KEY))
+    assert last is not None and last.timestamp == 130
+
+
+def test_unflushed_results_are_visible_and_lost_only_if_not_flushed(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    store = HistoryStore(path)
+    store.record(KEY, "tcp", _result(100), staleness=25)
+    store.flush()
+    store.record(KEY, "tcp", _result(110, False), staleness=25)
+    assert _segments(store, 120)[-1] == Segment(110, 120, False)
+    # A second reader (like `monai-slo status`) sees only what was flushed.
+    other = HistoryStore(path)
+    assert _segments(other, 120) == [Segment(100, 120, True)]
+
+
+def test_run_counts(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "h.sqlite")
+    for at, ok in [(3600, True), (3610, False), (7200, True)]:
+        store.record(KEY, "tcp", _result(at, ok), staleness=25)
+    check_id = store.check_id(KEY)
+    assert store.run_counts(check_id, 0) == (3, 1)
+    store.flush()
+    assert store.run_counts(check_id, 7200) == (1, 0)
+
+
+def test_prune_drops_history_past_retention(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "h.sqlite", retention=1000)
+    store.record(KEY, "tcp", _result(100), staleness=25)
+    store.record(KEY, "tcp", _result(5000, False), staleness=25)
+    store.flush()
+    store.prune(now=5100)
+    assert _segments(store, 5100) == [Segment(5000, 5025, False)]
+
+
+def test_clock_stepping_back_never_rewrites_history(tmp_path: Path) -> None:
+    """A result stamped before the latest one is placed at the latest time, not in the past."""
+    store = HistoryStore(tmp_path / "h.sqlite")
+    store.record(KEY, "tcp", _result(100), staleness=25)
+    store.record(KEY, "tcp", _result(110), staleness=25)
+    store.record(KEY, "tcp", _result(50, False), staleness=25)
+    segments = _segments(store, 120)
+    assert segments[0] == Segment(100, 110, True)
+    assert segments[1].start >= 110 and not segments[1].up
+
+
+def test_failed_flush_keeps_results_for_the_next_try(tmp_path: Path) -> None:
+    """A write error keeps results in memory; they are written once writing works again."""
+    path = tmp_path / "h.sqlite"
+    store = HistoryStore(path)
+    store.record(KEY, "tcp", _result(100), staleness=25)
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=0)
+    blocker.execute("PRAGMA busy_timeout=0")
+    blocker.execute("BEGIN EXCLUSIVE")
+    store._db.execute("PRAGMA busy_timeout=0")
+    assert store.flush() is False
+    assert store.write_errors == 1
+    blocker.execute("ROLLBACK")
+    assert store.flush() is True
+    assert _segments(HistoryStore(path), 110) == [Segment(100, 110, True)]
