@@ -40,15 +40,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Availability SLO monitoring for MONAI Deploy operating environments.",
     )
     parser.add_argument("--version", action="version", version=f"monai-slo {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(name: str, help_text: str, func: object, config: bool = True) -> argparse.ArgumentParser:
+    def verb(
+        name: str, help_text: str, func: object, config: bool = True
+    ) -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=help_text, description=help_text)
         if config:
             sub.add_argument(
-                "-c", "--config", help="config file (default: $MONAI_SLO_CONFIG or "
-                "/etc/monai-slo/config.yaml)",
+                "-c",
+                "--config",
+                help="config file (default: $MONAI_SLO_CONFIG or /etc/monai-slo/config.yaml)",
             )
         sub.set_defaults(func=func)
         return sub
@@ -59,15 +64,28 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--service", help="only the checks of this service")
     verb("validate", "validate the config and warn about unmeasurable objectives", _validate)
     verb("status", "availability, error budget and burn rate per service, from history", _status)
-    verb("tiers", "the operating-environment tiers and their allowed downtime", _tiers, config=False)
-    demo = verb("demo", "run the daemon against local simulated peers, one of them flaky", _demo,
-                config=False)
+    verb(
+        "tiers", "the operating-environment tiers and their allowed downtime", _tiers, config=False
+    )
+    demo = verb(
+        "demo",
+        "run the daemon against local simulated peers, one of them flaky",
+        _demo,
+        config=False,
+    )
     demo.add_argument("--listen", default="127.0.0.1:9790", help="metrics address (host:port)")
-    demo.add_argument("--storage", default="monai-slo-demo.sqlite",
-                      help="history file (default: ./monai-slo-demo.sqlite)")
+    demo.add_argument(
+        "--storage",
+        default="monai-slo-demo.sqlite",
+        help="history file (default: ./monai-slo-demo.sqlite)",
+    )
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
-    demo.add_argument("--every", type=float, default=15.0,
-                      help="print the status table every N seconds (0: never)")
+    demo.add_argument(
+        "--every",
+        type=float,
+        default=15.0,
+        help="print the status table every N seconds (0: never)",
+    )
     return parser
 
 
@@ -148,8 +166,10 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     services = sum(1 for _ in config.services())
     checks = sum(1 for _ in config.checks())
-    print(f"{config.source}: ok ({len(config.environments)} environments, {services} services, "
-          f"{checks} checks)")
+    print(
+        f"{config.source}: ok ({len(config.environments)} environments, {services} services, "
+        f"{checks} checks)"
+    )
     return EXIT_OK
 
 
@@ -184,7 +204,9 @@ def _demo(args: argparse.Namespace) -> int:
     from monai_slo.demo import run_demo
 
     return run_demo(
-        listen=args.listen, storage=Path(args.storage).resolve(), duration=args.duration,
+        listen=args.listen,
+        storage=Path(args.storage).resolve(),
+        duration=args.duration,
         every=args.every,
     )
 

@@ -165,7 +165,8 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
             issues.append(
                 source.issue(
                     ("defaults", key),
-                    f"unknown key; expected one of: {', '.join(sorted(known_kind_keys - {'name', 'kind'}))}",
+                    "unknown key; expected one of: "
+                    + ", ".join(sorted(known_kind_keys - {"name", "kind"})),
                 )
             )
     environments = []
@@ -257,7 +258,7 @@ def _default_storage() -> Path:
     return Path(state_dir.split(":")[0]) / "history.sqlite" if state_dir else DEFAULT_STORAGE
 
 
-def _objective(
+def _objective(  # noqa: PLR0917 -- private helper, called with all six positionally
     source: YamlSource,
     issues: list[SourceIssue],
     path: PathKey,
@@ -400,8 +401,9 @@ def coarse_interval_warnings(config: Config) -> list[str]:
         for ref in service.checks:
             if ref.config.interval > budget * COARSE_INTERVAL_BUDGET_SHARE:
                 warnings.append(
-                    f"{config.source}: {ref.label}: interval {format_duration(ref.config.interval)} is "
-                    f"too coarse for {service.objective:g}% over {format_duration(service.window)} "
+                    f"{config.source}: {ref.label}: interval "
+                    f"{format_duration(ref.config.interval)} is too coarse for "
+                    f"{service.objective:g}% over {format_duration(service.window)} "
                     f"({format_duration(budget)} of error budget): one failed run spends "
                     f"{ref.config.interval / budget:.0%} of it; use an interval of at most "
                     f"{format_duration(max(1.0, budget * COARSE_INTERVAL_BUDGET_SHARE))}"

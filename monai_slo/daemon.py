@@ -44,7 +44,10 @@ class Daemon:
         self.counters = LiveCounters()
         self.runner = CheckRunner(config.workers, self._record, clock=clock)
         self.view = DaemonView(
-            config, self.store, self.counters, skipped=lambda: dict(self.runner.skipped),
+            config,
+            self.store,
+            self.counters,
+            skipped=lambda: dict(self.runner.skipped),
             clock=clock,
         )
         self.registry = CollectorRegistry(auto_describe=False)
@@ -68,9 +71,15 @@ class Daemon:
         self.store.record(ref.key, ref.config.kind, result, ref.config.staleness)
         self.counters.record(ref, result)
         level = logging.INFO if result.success else logging.WARNING
-        log.log(level, "%s %s in %.3fs%s%s", ref.label, "ok" if result.success else "FAILED",
-                result.duration, f" reason={result.reason}" if result.reason else "",
-                f": {result.detail}" if result.detail else "")
+        log.log(
+            level,
+            "%s %s in %.3fs%s%s",
+            ref.label,
+            "ok" if result.success else "FAILED",
+            result.duration,
+            f" reason={result.reason}" if result.reason else "",
+            f": {result.detail}" if result.detail else "",
+        )
 
     def _ready(self) -> bool:
         return self._started and not self._stop.is_set()
@@ -84,8 +93,9 @@ class Daemon:
         self.store.prune(self.clock())
         self._started = True
         checks = sum(1 for _ in self.config.checks())
-        log.info("monai-slo running %d checks; metrics on http://%s/metrics",
-                 checks, self.config.listen)
+        log.info(
+            "monai-slo running %d checks; metrics on http://%s/metrics", checks, self.config.listen
+        )
         systemd.notify(f"READY=1\nSTATUS=running {checks} checks")
 
     def reload(self) -> bool:

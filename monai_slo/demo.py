@@ -29,7 +29,10 @@ def run_demo(*, listen: str, storage: Path, duration: float | None, every: float
     stable = FlakyHttpPeer()
     try:
         text = demo_config_text(
-            listen=listen, storage=storage, dicom_port=pacs.port, http_port=flaky.port,
+            listen=listen,
+            storage=storage,
+            dicom_port=pacs.port,
+            http_port=flaky.port,
             stable_http_port=stable.port,
         )
         config = load_config(Path("demo.yaml"), text)

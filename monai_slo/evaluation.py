@@ -76,9 +76,7 @@ def evaluate_service(service: Service, store: HistoryStore, now: float) -> Servi
         rate = burn_rate(stats, objective) if objective is not None else None
         reports.append(WindowReport(window_label(seconds), stats, rate))
     slo_window = next(r for r in reports if r.stats.window == service.window)
-    budget = (
-        error_budget_remaining(slo_window.stats, objective) if objective is not None else None
-    )
+    budget = error_budget_remaining(slo_window.stats, objective) if objective is not None else None
     checks = []
     for ref, check_id, segments in zip(service.checks, ids, per_check, strict=True):
         last = store.last_result(check_id) if check_id is not None else None

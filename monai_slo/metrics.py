@@ -87,16 +87,21 @@ class SloCollector(Collector):
         )
 
     def _checks(self, config: Config) -> Iterator[Metric]:
-        up = GaugeMetricFamily("monai_slo_check_up", "1 if the last run succeeded", labels=CHECK_LABELS)
+        up = GaugeMetricFamily(
+            "monai_slo_check_up", "1 if the last run succeeded", labels=CHECK_LABELS
+        )
         duration = GaugeMetricFamily(
             "monai_slo_check_duration_seconds", "Duration of the last run", labels=CHECK_LABELS
         )
         last_ts = GaugeMetricFamily(
-            "monai_slo_check_last_run_timestamp_seconds", "Start of the last run", labels=CHECK_LABELS
+            "monai_slo_check_last_run_timestamp_seconds",
+            "Start of the last run",
+            labels=CHECK_LABELS,
         )
         runs = CounterMetricFamily("monai_slo_check_runs", "Runs since start", labels=CHECK_LABELS)
         failures = CounterMetricFamily(
-            "monai_slo_check_failures", "Failed runs since start by reason",
+            "monai_slo_check_failures",
+            "Failed runs since start by reason",
             labels=[*CHECK_LABELS, "reason"],
         )
         skipped = CounterMetricFamily(
@@ -124,7 +129,9 @@ class SloCollector(Collector):
                     family = extra.get(suffix)
                     if family is None:
                         family = GaugeMetricFamily(
-                            f"monai_slo_{suffix}", f"{suffix} reported by the check", labels=CHECK_LABELS
+                            f"monai_slo_{suffix}",
+                            f"{suffix} reported by the check",
+                            labels=CHECK_LABELS,
                         )
                         extra[suffix] = family
                     family.add_metric(labels, value)
@@ -132,19 +139,23 @@ class SloCollector(Collector):
 
     def _services(self, config: Config, now: float) -> Iterator[Metric]:
         service_up = GaugeMetricFamily(
-            "monai_slo_service_up", "1 up, 0 down (any check down); absent with no data",
+            "monai_slo_service_up",
+            "1 up, 0 down (any check down); absent with no data",
             labels=SERVICE_LABELS,
         )
         availability = GaugeMetricFamily(
-            "monai_slo_availability_ratio", "Time-weighted availability over the window",
+            "monai_slo_availability_ratio",
+            "Time-weighted availability over the window",
             labels=[*SERVICE_LABELS, "window"],
         )
         coverage = GaugeMetricFamily(
-            "monai_slo_data_coverage_ratio", "Share of the window with data",
+            "monai_slo_data_coverage_ratio",
+            "Share of the window with data",
             labels=[*SERVICE_LABELS, "window"],
         )
         objective = GaugeMetricFamily(
-            "monai_slo_objective_ratio", "Availability objective (absent for best-effort tiers)",
+            "monai_slo_objective_ratio",
+            "Availability objective (absent for best-effort tiers)",
             labels=SERVICE_LABELS,
         )
         window_seconds = GaugeMetricFamily(
@@ -156,11 +167,13 @@ class SloCollector(Collector):
             labels=SERVICE_LABELS,
         )
         burn = GaugeMetricFamily(
-            "monai_slo_burn_rate", "Error budget burn rate over the window (1 = exactly on budget)",
+            "monai_slo_burn_rate",
+            "Error budget burn rate over the window (1 = exactly on budget)",
             labels=[*SERVICE_LABELS, "window"],
         )
         maintenance = GaugeMetricFamily(
-            "monai_slo_maintenance_active", "1 while the service is in planned maintenance",
+            "monai_slo_maintenance_active",
+            "1 while the service is in planned maintenance",
             labels=SERVICE_LABELS,
         )
         for report in evaluate(config, self.view.store, now):
@@ -180,4 +193,13 @@ class SloCollector(Collector):
                 objective.add_metric(labels, report.objective_ratio)
             if report.budget_remaining is not None:
                 budget.add_metric(labels, report.budget_remaining)
-        yield from (service_up, availability, coverage, objective, window_seconds, budget, burn, maintenance)
+        yield from (
+            service_up,
+            availability,
+            coverage,
+            objective,
+            window_seconds,
+            budget,
+            burn,
+            maintenance,
+        )

@@ -65,7 +65,10 @@ class CheckScheduler:
 
     def every(self, name: str, seconds: float, func: Callable[[], object]) -> None:
         self._scheduler.add_job(
-            func, IntervalTrigger(seconds=seconds), id=f"task:{name}", name=name,
+            func,
+            IntervalTrigger(seconds=seconds),
+            id=f"task:{name}",
+            name=name,
             replace_existing=True,
         )
 

@@ -54,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 -- stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
 
@@ -66,9 +66,7 @@ class MetricsServer:
         self._server = server_type((host, port), _Handler)
         self._server.registry = registry
         self._server.ready = ready
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="http", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
     def port(self) -> int:

@@ -138,7 +138,11 @@ class HistoryStore:
             "SELECT check_id, timestamp, success, duration, reason, detail FROM last_results"
         ):
             self._last[check_id] = LastResult(
-                timestamp, bool(success), duration, FailureReason(reason) if reason else None, detail
+                timestamp,
+                bool(success),
+                duration,
+                FailureReason(reason) if reason else None,
+                detail,
             )
 
     # -- writing --------------------------------------------------------------------------
@@ -202,7 +206,9 @@ class HistoryStore:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self.write_errors += 1
-                log.error("history write to %s failed, keeping results in memory: %s", self.path, exc)
+                log.error(
+                    "history write to %s failed, keeping results in memory: %s", self.path, exc
+                )
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 return False
@@ -223,7 +229,9 @@ class HistoryStore:
 
     # -- reading --------------------------------------------------------------------------
 
-    def segments(self, check_ids: Iterable[int], since: float, now: float) -> dict[int, list[Segment]]:
+    def segments(
+        self, check_ids: Iterable[int], since: float, now: float
+    ) -> dict[int, list[Segment]]:
         """Segments of each check overlapping [since, now], buffered ones included."""
         ids = list(check_ids)
         found: dict[int, dict[float, StoredSegment]] = {cid: {} for cid in ids}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
@@ -15,7 +16,11 @@ from monai_slo.evaluation import ServiceReport
 from monai_slo.slo import State
 from monai_slo.tiers import MONTH_SECONDS, TIERS, YEAR_SECONDS, allowed_downtime
 
-_STATE_STYLE = {State.UP: "[green]UP[/]", State.DOWN: "[bold red]DOWN[/]", State.NO_DATA: "[yellow]NO DATA[/]"}
+_STATE_STYLE = {
+    State.UP: "[green]UP[/]",
+    State.DOWN: "[bold red]DOWN[/]",
+    State.NO_DATA: "[yellow]NO DATA[/]",
+}
 SUMMARY_WINDOWS = ("1h", "1d")
 
 
@@ -35,25 +40,46 @@ def check_table(results: Sequence[tuple[CheckRef, CheckResult]]) -> Table:
         table.add_column(column, justify="right" if column == "TIME" else "left", overflow="fold")
     for ref, result in results:
         table.add_row(
-            ref.environment, ref.service, ref.config.name, ref.config.kind,
+            ref.environment,
+            ref.service,
+            ref.config.name,
+            ref.config.kind,
             "[green]ok[/]" if result.success else "[bold red]FAIL[/]",
-            f"{result.duration * 1000:.1f} ms", result.reason or "", result.detail,
+            f"{result.duration * 1000:.1f} ms",
+            result.reason or "",
+            result.detail,
         )
     return table
 
 
 def status_table(reports: Iterable[ServiceReport]) -> Table:
     table = Table(title="services", title_justify="left")
-    for column in ("ENVIRONMENT", "TIER", "SERVICE", "STATE", *SUMMARY_WINDOWS, "SLO WINDOW",
-                   "OBJECTIVE", "BUDGET LEFT", "BURN 1h", "COVERAGE"):
-        table.add_column(column, justify="left" if column in {"ENVIRONMENT", "TIER", "SERVICE", "STATE"} else "right")
+    for column in (
+        "ENVIRONMENT",
+        "TIER",
+        "SERVICE",
+        "STATE",
+        *SUMMARY_WINDOWS,
+        "SLO WINDOW",
+        "OBJECTIVE",
+        "BUDGET LEFT",
+        "BURN 1h",
+        "COVERAGE",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column in {"ENVIRONMENT", "TIER", "SERVICE", "STATE"} else "right",
+        )
     for report in reports:
         service = report.service
         by_label = {w.label: w for w in report.windows}
         slo = report.slo_window
         burn = by_label["1h"].burn_rate
         table.add_row(
-            service.environment, service.tier, service.name, _STATE_STYLE[report.state],
+            service.environment,
+            service.tier,
+            service.name,
+            _STATE_STYLE[report.state],
             *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
             f"{percent(slo.stats.availability)} /{slo.label}",
             "best effort" if service.objective is None else f"{service.objective:g}%",
@@ -68,20 +94,37 @@ def _budget(remaining: float | None) -> str:
     if remaining is None:
         return "—"
     text = f"{remaining * 100:.1f}%"
-    return f"[bold red]{text}[/]" if remaining < 0 else (f"[yellow]{text}[/]" if remaining < 0.25 else text)
+    return (
+        f"[bold red]{text}[/]"
+        if remaining < 0
+        else (f"[yellow]{text}[/]" if remaining < 0.25 else text)
+    )
 
 
 def service_checks_table(reports: Iterable[ServiceReport]) -> Table:
     table = Table(title="checks (last result)", title_justify="left")
-    for column in ("ENVIRONMENT", "SERVICE", "CHECK", "KIND", "STATE", "LAST RUN", "TIME", "RUNS OK", "REASON / DETAIL"):
+    for column in (
+        "ENVIRONMENT",
+        "SERVICE",
+        "CHECK",
+        "KIND",
+        "STATE",
+        "LAST RUN",
+        "TIME",
+        "RUNS OK",
+        "REASON / DETAIL",
+    ):
         table.add_column(column, overflow="fold")
     for report in reports:
         for check in report.checks:
             last = check.last
             ok_ratio = None if check.runs == 0 else (check.runs - check.failures) / check.runs
             table.add_row(
-                report.service.environment, report.service.name, check.ref.config.name,
-                check.ref.config.kind, _STATE_STYLE[check.state],
+                report.service.environment,
+                report.service.name,
+                check.ref.config.name,
+                check.ref.config.kind,
+                _STATE_STYLE[check.state],
                 "never" if last is None else _ago(last.timestamp),
                 "" if last is None else f"{last.duration * 1000:.1f} ms",
                 f"{percent(ok_ratio, 2)} of {check.runs}",
@@ -91,15 +134,20 @@ def service_checks_table(reports: Iterable[ServiceReport]) -> Table:
 
 
 def _ago(timestamp: float) -> str:
-    import time
-
     seconds = max(0.0, time.time() - timestamp)
     return "just now" if seconds < 1 else f"{format_duration(seconds)} ago"
 
 
 def tiers_table() -> Table:
     table = Table(title="MONAI Deploy operating-environment tiers", title_justify="left")
-    for column in ("TIER", "ENVIRONMENT", "SPEC AVAILABILITY", "OBJECTIVE", "DOWNTIME / YEAR", "DOWNTIME / 30 DAYS"):
+    for column in (
+        "TIER",
+        "ENVIRONMENT",
+        "SPEC AVAILABILITY",
+        "OBJECTIVE",
+        "DOWNTIME / YEAR",
+        "DOWNTIME / 30 DAYS",
+    ):
         table.add_column(column)
     for tier in TIERS.values():
         if tier.best_effort:
@@ -107,13 +155,21 @@ def tiers_table() -> Table:
         else:
             assert tier.default_objective is not None and tier.min_objective is not None
             assert tier.max_objective is not None
-            objective = f"{tier.default_objective:g}% default, [{tier.min_objective:g}, {tier.max_objective:g}]"
+            objective = (
+                f"{tier.default_objective:g}% default, "
+                f"[{tier.min_objective:g}, {tier.max_objective:g}]"
+            )
             year = _downtime_range(tier.min_objective, tier.max_objective, YEAR_SECONDS)
             month = _downtime_range(tier.min_objective, tier.max_objective, MONTH_SECONDS)
         table.add_row(tier.name, tier.title, tier.spec_availability, objective, year, month)
-    table.caption = "cloud is a location (location: cloud, provider: ...), not a tier; its tier decides the target"
+    table.caption = (
+        "cloud is a location (location: cloud, provider: ...), not a tier; "
+        "its tier decides the target"
+    )
     return table
 
 
 def _downtime_range(low: float, high: float, period: float) -> str:
-    return f"{format_duration(allowed_downtime(low, period))} at {low:g}% … {format_duration(allowed_downtime(high, period))} at {high:g}%"
+    most = format_duration(allowed_downtime(low, period))
+    least = format_duration(allowed_downtime(high, period))
+    return f"{most} at {low:g}% … {least} at {high:g}%"

@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -25,8 +24,11 @@ class VerificationPeer:
         self.aet = aet
         ae = AE(ae_title=aet)
         ae.add_supported_context(Verification)
-        self._server: Any = ae.start_server((host, port), block=False,
-                                            evt_handlers=[(evt.EVT_C_ECHO, lambda event: 0x0000)])
+        server = ae.start_server(
+            (host, port), block=False, evt_handlers=[(evt.EVT_C_ECHO, lambda event: 0x0000)]
+        )
+        assert server is not None  # block=False always returns the server
+        self._server = server
         self.host = host
         self.port: int = self._server.server_address[1]
 
@@ -37,7 +39,9 @@ class VerificationPeer:
 class FlakyHttpPeer:
     """An HTTP health endpoint: 200 ``OK`` normally, 503 during the down part of each cycle."""
 
-    def __init__(self, *, cycle: float = 0.0, down_for: float = 0.0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, cycle: float = 0.0, down_for: float = 0.0, host: str = "127.0.0.1"
+    ) -> None:
         self.cycle = cycle
         self.down_for = down_for
         self._origin = time.monotonic()
@@ -53,7 +57,7 @@ class FlakyHttpPeer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self._server = ThreadingHTTPServer((host, 0), Handler)

@@ -102,7 +102,7 @@ def test_defaults_reach_only_kinds_that_have_the_key(tmp_path: Path) -> None:
     )
     config = load_config(path)
     echo, port = (ref.config for ref in config.checks())
-    assert getattr(echo, "calling_aet") == "ROUTER_MON"
+    assert echo.calling_aet  # type: ignore[attr-defined] == "ROUTER_MON"
     assert echo.interval == 10 and echo.timeout == 2
     assert port.interval == 60 and port.timeout == 2
     assert config.environments[0].window == 7 * 86400

@@ -262,7 +262,7 @@ def test_run_reload_and_terminate(tmp_path: Path) -> None:
         one = f"      - name: web\n        checks:\n          - {{name: a, kind: http, url: '{web.url}/'}}\n"
         two = one + f"          - {{name: b, kind: tcp, host: 127.0.0.1, port: {web.port}}}\n"
         path = write_config(tmp_path / "c.yaml", port, one)
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, "-m", "monai_slo.cli", "run", "-c", str(path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -1,4 +1,4 @@
-"""What every check kind shares: its config base, the deadline it must honour, the result it returns.
+"""What every check kind shares: its config base, the deadline it honours, the result it returns.
 
 A kind is one module exposing ``Config`` (a subclass of :class:`CheckConfig`) and
 ``run(config, deadline) -> CheckOutcome``. The framework measures duration, enforces the
@@ -40,7 +40,7 @@ class FailureReason(StrEnum):
     PROTOCOL = "protocol"
     HTTP_STATUS = "http_status"
     BODY_MISMATCH = "body_mismatch"
-    SECRET_UNAVAILABLE = "secret_unavailable"
+    SECRET_UNAVAILABLE = "secret_unavailable"  # noqa: S105 -- a reason name, not a secret
     ERROR = "error"
 
 
