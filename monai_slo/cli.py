@@ -27,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # APScheduler narrates every job run at INFO; its warnings (missed runs) still show.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
+    # pynetdicom logs every refused or rejected association at ERROR with tracebacks; the check's
+    # own result line already says what happened, so keep its chatter for --log-level debug.
+    if logging.root.level > logging.DEBUG:
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
     except SourceError as exc:

@@ -162,7 +162,11 @@ def test_metrics_for_orthanc_storescp_and_http(
 def test_outage_of_known_length_and_restart(tmp_path: Path) -> None:
     """Stopping storescp for a measured time shows that downtime (within one interval), a
     refused reason, and a restarted daemon keeps the history instead of resetting to 100 %."""
-    scp = StorescpPeer(tmp_path / "scp").start()
+    with StorescpPeer(tmp_path / "scp") as scp:
+        _outage_and_restart(tmp_path, scp)
+
+
+def _outage_and_restart(tmp_path: Path, scp: StorescpPeer) -> None:
     port = free_port()
     path = write_config(
         tmp_path / "c.yaml",
@@ -212,7 +216,6 @@ def test_outage_of_known_length_and_restart(tmp_path: Path) -> None:
         assert after.up >= before.up - INTERVAL
     finally:
         restarted.stop()
-        scp.close()
 
 
 def test_silent_peer_times_out_while_others_keep_schedule(tmp_path: Path) -> None:

@@ -1,0 +1,499 @@
+"""Real DICOM peers on loopback for check and daemon tests.
+
+* ``OrthancPeer``: Orthanc with a generated config in a temporary directory, checking the
+  called AE title (``ORTHANC``) and always allowing C-ECHO.
+* ``StorescpPeer``: DCMTK ``storescp`` (AE ``STORESCP``); with ``refuse=True`` it rejects
+  every association (DCMTK 3.6 has no option to reject only a wrong called AE).
+* ``PynetdicomPeer``: a pynetdicom Verification SCP whose behaviour a test chooses
+  (calling AE allow-list, a chosen rejection, C-ECHO status or delay, abort on C-ECHO).
+* ``SilentListener``: accepts TCP connections and never says a word.
+
+Every peer listens on a free port, is ready when ``start()`` returns (polled, not slept)
+and releases everything on ``stop()``; all are context managers. Orthanc and storescp bind
+every interface (neither version here can bind loopback only), so ports are random.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import pytest
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+__all__ = [
+    "OrthancPeer",
+    "PynetdicomPeer",
+    "SilentListener",
+    "StorescpPeer",
+    "free_port",
+    "open_fd_count",
+    "orthanc",
+    "require_binary",
+    "silent_listener",
+    "storescp",
+    "wait_for_port",
+]
+
+logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+LOOPBACK = "127.0.0.1"
+ORTHANC_PLUGINS = "/usr/share/orthanc/plugins"
+
+# Peers started and not yet stopped; a test that fails before its cleanup must not leave
+# an Orthanc or storescp running after the session.
+_RUNNING: set[_ProcessPeer] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for peer in list(_RUNNING):
+        peer.stop(kill=True)
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def open_fd_count() -> int:
+    """Open file descriptors of this process (Linux)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def require_binary(name: str, *fallbacks: str) -> str:
+    """Path of an executable, or skip the test when it is not installed."""
+    found = shutil.which(name) or next((p for p in fallbacks if os.access(p, os.X_OK)), None)
+    if found is None:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_for_port(
+    port: int,
+    *,
+    host: str = LOOPBACK,
+    timeout: float = 20.0,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll until ``host:port`` accepts a TCP connection; fail early if ``process`` died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            tail = _log_tail(log) if log else ""
+            raise RuntimeError(f"peer exited with {process.returncode} before listening\n{tail}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            tail = _log_tail(log) if log else ""
+            raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s\n{tail}")
+        time.sleep(0.02)  # poll interval, not synchronisation: the loop re-checks
+
+
+class _ProcessPeer:
+    """A peer run as a child process with its output captured in ``log_path``."""
+
+    def __init__(self, workdir: Path | None) -> None:
+        self._own_tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._own_tmp = tempfile.TemporaryDirectory(prefix=f"{type(self).__name__}-")
+            workdir = Path(self._own_tmp.name)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / f"{type(self).__name__.lower()}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30.0) -> Self:
+        if self.running:
+            return self
+        command = self._command()
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            command,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        _RUNNING.add(self)
+        try:
+            self._wait_ready(self._process, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 10.0, *, kill: bool = False) -> None:
+        """End the process (SIGTERM, or SIGKILL with ``kill``) and wait for it.
+
+        ``kill`` is for speed: Orthanc takes about 3 s to stop gracefully.
+        """
+        process, self._process = self._process, None
+        _RUNNING.discard(self)
+        if process is not None and process.poll() is None:
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def close(self) -> None:
+        """Stop at once (SIGKILL) and remove the working directory if this peer made it."""
+        self.stop(kill=True)
+        if self._own_tmp is not None:
+            self._own_tmp.cleanup()
+            self._own_tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class OrthancPeer(_ProcessPeer):
+    """Orthanc on loopback-only HTTP and a DICOM port, state kept in ``workdir``.
+
+    ``stop()`` then ``start()`` restarts it on the same ports with the same storage.
+    ``extra_config`` is merged over the generated configuration.
+    """
+
+    host = LOOPBACK
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        aet: str = "ORTHANC",
+        dicom_port: int | None = None,
+        http_port: int | None = None,
+        plugins: bool = False,
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(workdir)
+        self.binary = require_binary("Orthanc", "/usr/sbin/Orthanc")
+        self.aet = aet
+        self.dicom_port = dicom_port or free_port()
+        self.http_port = http_port or free_port()
+        self.plugins = plugins
+        self.extra_config = dict(extra_config or {})
+        self.config_path = self.workdir / "orthanc.json"
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    def config(self) -> dict[str, Any]:
+        storage = str(self.workdir / "storage")
+        config: dict[str, Any] = {
+            "Name": "monai-slo-test",
+            "StorageDirectory": storage,
+            "IndexDirectory": storage,
+            "HttpServerEnabled": True,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomServerEnabled": True,
+            "DicomAet": self.aet,
+            "DicomPort": self.dicom_port,
+            "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowFind": True,
+            "DicomModalities": {},
+            "OrthancPeers": {},
+            "SaveJobs": False,
+            "Plugins": [ORTHANC_PLUGINS] if self.plugins else [],
+        }
+        config.update(self.extra_config)
+        return config
+
+    def _command(self) -> list[str]:
+        self.config_path.write_text(json.dumps(self.config(), indent=2))
+        return [self.binary, str(self.config_path)]
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._http_ready():
+            if process.poll() is not None or time.monotonic() >= deadline:
+                state = "exited" if process.poll() is not None else "not ready"
+                raise RuntimeError(f"Orthanc {state} ({self.url})\n{_log_tail(self.log_path)}")
+            time.sleep(0.02)  # poll interval, not synchronisation: the loop re-checks
+        wait_for_port(
+            self.dicom_port,
+            timeout=max(0.1, deadline - time.monotonic()),
+            process=process,
+            log=self.log_path,
+        )
+
+    def _http_ready(self) -> bool:
+        # http.client, not urllib: no proxy from the environment may get in the way.
+        conn = http.client.HTTPConnection(LOOPBACK, self.http_port, timeout=1.0)
+        try:
+            conn.request("GET", "/system")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+
+class StorescpPeer(_ProcessPeer):
+    """DCMTK storescp; ``refuse=True`` rejects every association (permanent, no reason)."""
+
+    host = LOOPBACK
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        aet: str = "STORESCP",
+        port: int | None = None,
+        refuse: bool = False,
+    ) -> None:
+        super().__init__(workdir)
+        self.binary = require_binary("storescp")
+        self.aet = aet
+        self.port = port or free_port()
+        self.dicom_port = self.port
+        self.refuse = refuse
+
+    def _command(self) -> list[str]:
+        out = self.workdir / "received"
+        out.mkdir(exist_ok=True)
+        command = [self.binary, "--aetitle", self.aet, "--output-directory", str(out)]
+        command += ["--acse-timeout", "5", "--dimse-timeout", "5"]
+        if self.refuse:
+            command.append("--refuse")
+        return [*command, str(self.port)]
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        wait_for_port(self.port, timeout=timeout, process=process, log=self.log_path)
+
+
+class PynetdicomPeer:
+    """A pynetdicom Verification SCP on 127.0.0.1, in this process.
+
+    ``echo_status``: what C-ECHO answers; ``echo_delay``: seconds before answering (cut
+    short by ``stop()``); ``abort_on_echo``: abort instead of answering;
+    ``require_calling_aet``: reject other calling AEs; ``reject``: reject every
+    association with this (result, source, diagnostic), e.g. ``(2, 3, 1)`` for transient
+    congestion.
+    """
+
+    host = LOOPBACK
+
+    def __init__(
+        self,
+        *,
+        aet: str = "PYNETDICOM",
+        echo_status: int = 0x0000,
+        echo_delay: float = 0.0,
+        abort_on_echo: bool = False,
+        require_calling_aet: list[str] | None = None,
+        require_called_aet: bool = True,
+        reject: tuple[int, int, int] | None = None,
+    ) -> None:
+        self.aet = aet
+        self.echo_status = echo_status
+        self.echo_delay = echo_delay
+        self._stopping = threading.Event()
+        self.abort_on_echo = abort_on_echo
+        self.echoes = 0
+        self._ae = AE(ae_title=aet)
+        self._ae.add_supported_context(Verification)
+        self._ae.require_called_aet = require_called_aet
+        if require_calling_aet:
+            self._ae.require_calling_aet = require_calling_aet
+        self.reject = reject
+        self._server: Any = None
+        self.port = 0
+
+    @property
+    def dicom_port(self) -> int:
+        return self.port
+
+    def _on_echo(self, event: Any) -> int:
+        self.echoes += 1
+        if self.echo_delay:
+            self._stopping.wait(self.echo_delay)  # simulates a slow peer; stop() ends it
+        if self.abort_on_echo:
+            event.assoc.abort()
+        return self.echo_status
+
+    def _on_requested(self, event: Any) -> None:
+        if self.reject is not None:
+            event.assoc.acse.send_reject(*self.reject)
+            # Wait until the A-ASSOCIATE-RJ is out: pynetdicom's server otherwise closes
+            # the connection right after this handler, racing the rejection.
+            event.assoc.kill()
+
+    def start(self) -> Self:
+        self._stopping.clear()
+        handlers: list[Any] = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_REQUESTED, self._on_requested),
+        ]
+        self._server = self._ae.start_server((LOOPBACK, 0), block=False, evt_handlers=handlers)
+        self.port = int(self._server.server_address[1])
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()  # stops the listener and joins its thread
+            self._server = None
+        self._ae.shutdown()  # aborts any association still running
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class SilentListener:
+    """Accepts TCP connections on 127.0.0.1 and never reads or writes a byte.
+
+    The accepted connections are held open (so the client sees silence, not a close)
+    until ``stop()``, which closes them and the listening socket and joins the thread.
+    With ``reply`` it sends those bytes once on each connection, then keeps silent (a
+    peer that answers in the wrong protocol).
+    """
+
+    host = LOOPBACK
+
+    def __init__(self, reply: bytes = b"") -> None:
+        self.reply = reply
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        self.port = 0
+        self.accepted = 0
+
+    def start(self) -> Self:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((LOOPBACK, 0))
+        listener.listen(64)
+        listener.settimeout(0.05)  # lets the accept loop notice stop()
+        self._listener = listener
+        self.port = int(listener.getsockname()[1])
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._accept, name="silent-listener", daemon=True)
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._held.append(conn)
+            self.accepted += 1
+            if self.reply:
+                conn.sendall(self.reply)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for conn in self._held:
+            conn.close()
+        self._held.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _peer_fixture(peer: Callable[[], Any]) -> Iterator[Any]:
+    with peer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancPeer]:
+    """A running Orthanc shared by a module's tests; tests that stop it make their own."""
+    yield from _peer_fixture(lambda: OrthancPeer(tmp_path_factory.mktemp("orthanc")))
+
+
+@pytest.fixture
+def storescp(tmp_path: Path) -> Iterator[StorescpPeer]:
+    """A running storescp (AE STORESCP) for one test: it serves one association at a time."""
+    yield from _peer_fixture(lambda: StorescpPeer(tmp_path / "storescp"))
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[SilentListener]:
+    """A TCP listener that accepts and never answers."""
+    yield from _peer_fixture(SilentListener)
