@@ -204,6 +204,18 @@ def _tiers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from monai_slo.rules import rules_command
+
+    return rules_command(_load(args), Path(args.output) if args.output else None)
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from monai_slo.conformance import conformance_command
+
+    return conformance_command(_load(args))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from monai_slo.demo import run_demo
 

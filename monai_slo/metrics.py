@@ -57,6 +57,21 @@ def _check_labels(ref: CheckRef) -> list[str]:
     return [ref.environment, ref.tier, ref.service, ref.config.name, ref.config.kind]
 
 
+def _extra_family(
+    families: dict[str, GaugeMetricFamily], suffix: str, extra_labels: tuple[str, ...]
+) -> GaugeMetricFamily:
+    """The family for a kind-specific gauge; the first series seen fixes its label names."""
+    family = families.get(suffix)
+    if family is None:
+        family = GaugeMetricFamily(
+            f"monai_slo_{suffix}",
+            f"{suffix} reported by the check",
+            labels=[*CHECK_LABELS, *extra_labels],
+        )
+        families[suffix] = family
+    return family
+
+
 class SloCollector(Collector):
     def __init__(self, view: DaemonView) -> None:
         self.view = view
@@ -126,15 +141,11 @@ class SloCollector(Collector):
                 duration.add_metric(labels, last.duration)
                 last_ts.add_metric(labels, last.timestamp)
                 for suffix, value in last.values.items():
-                    family = extra.get(suffix)
-                    if family is None:
-                        family = GaugeMetricFamily(
-                            f"monai_slo_{suffix}",
-                            f"{suffix} reported by the check",
-                            labels=CHECK_LABELS,
-                        )
-                        extra[suffix] = family
-                    family.add_metric(labels, value)
+                    _extra_family(extra, suffix, ()).add_metric(labels, value)
+                for series in last.series:
+                    names = tuple(series.labels)
+                    family = _extra_family(extra, series.name, names)
+                    family.add_metric([*labels, *series.labels.values()], series.value)
         yield from (up, duration, last_ts, runs, failures, skipped, *extra.values())
 
     def _services(self, config: Config, now: float) -> Iterator[Metric]:

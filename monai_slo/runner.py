@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 from monai_slo.checks import KINDS
 from monai_slo.checks.base import CheckOutcome, CheckResult, Deadline, FailureReason
@@ -40,9 +41,7 @@ def execute(ref: CheckRef, clock: Callable[[], float] = time.time) -> CheckResul
         outcome = CheckOutcome.fail(FailureReason.ERROR, f"{type(exc).__name__}: {exc}")
     duration = time.monotonic() - started
     if len(outcome.detail) > MAX_DETAIL:
-        outcome = CheckOutcome(
-            outcome.success, outcome.reason, outcome.detail[: MAX_DETAIL - 1] + "…", outcome.values
-        )
+        outcome = replace(outcome, detail=outcome.detail[: MAX_DETAIL - 1] + "…")
     return CheckResult.from_outcome(outcome, duration, timestamp)
 
 

@@ -45,28 +45,52 @@ class FailureReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Series:
+    """One extra sample with labels of its own beside the check's (e.g. ``gpu="0"``).
+
+    Exposed as ``monai_slo_<name>{<check labels>, <labels>}``. Label values must be bounded
+    (an index, a version), never free text or a secret.
+    """
+
+    name: str
+    value: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class CheckOutcome:
     """What a kind reports: success, a bounded reason when not, human detail, extra gauges.
 
     ``detail`` is shown to people (status, logs) and must never contain a secret.
     ``values`` maps a metric suffix (``tls_cert_expiry_timestamp_seconds``) to a number;
     the collector exposes it as ``monai_slo_<suffix>`` with the check's labels.
+    ``series`` carries samples that need labels of their own (one per GPU, say).
     """
 
     success: bool
     reason: FailureReason | None = None
     detail: str = ""
     values: Mapping[str, float] = field(default_factory=dict)
+    series: tuple[Series, ...] = ()
 
     @classmethod
-    def ok(cls, detail: str = "", values: Mapping[str, float] | None = None) -> CheckOutcome:
-        return cls(True, None, detail, values or {})
+    def ok(
+        cls,
+        detail: str = "",
+        values: Mapping[str, float] | None = None,
+        series: tuple[Series, ...] = (),
+    ) -> CheckOutcome:
+        return cls(True, None, detail, values or {}, series)
 
     @classmethod
     def fail(
-        cls, reason: FailureReason, detail: str, values: Mapping[str, float] | None = None
+        cls,
+        reason: FailureReason,
+        detail: str,
+        values: Mapping[str, float] | None = None,
+        series: tuple[Series, ...] = (),
     ) -> CheckOutcome:
-        return cls(False, reason, detail, values or {})
+        return cls(False, reason, detail, values or {}, series)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +103,18 @@ class CheckResult:
     detail: str
     timestamp: float
     values: Mapping[str, float] = field(default_factory=dict)
+    series: tuple[Series, ...] = ()
 
     @classmethod
     def from_outcome(cls, outcome: CheckOutcome, duration: float, timestamp: float) -> CheckResult:
         return cls(
-            outcome.success, duration, outcome.reason, outcome.detail, timestamp, outcome.values
+            outcome.success,
+            duration,
+            outcome.reason,
+            outcome.detail,
+            timestamp,
+            outcome.values,
+            outcome.series,
         )
 
 
