@@ -71,6 +71,24 @@ def _parser() -> argparse.ArgumentParser:
     verb(
         "tiers", "the operating-environment tiers and their allowed downtime", _tiers, config=False
     )
+    rules = verb("rules", "write Prometheus recording and alerting rules for the config", _rules)
+    rules.add_argument("-o", "--output", help="directory to write into (default: stdout)")
+    verb("conformance", "check this host against its tier's hardware requirements", _conformance)
+    maintenance = verb("maintenance", "start, stop or list planned maintenance", _maintenance)
+    actions = maintenance.add_subparsers(dest="action", required=True, metavar="ACTION")
+    begin = actions.add_parser("start", help="start (or schedule) a maintenance window")
+    end = actions.add_parser("stop", help="end active maintenance early")
+    listing = actions.add_parser("list", help="active, planned and recent windows")
+    for sub in (begin, end):
+        sub.add_argument("--service", help="the service (default: every service of --environment)")
+        sub.add_argument("--environment", help="the environment (needed if the name is ambiguous)")
+    begin.add_argument("--for", dest="duration", required=True, type=_duration, help="e.g. 2h")
+    begin.add_argument("--reason", default="", help="shown in list, status and alerts")
+    begin.add_argument("--start", help="ISO 8601 start (default: now)")
+    end.add_argument("--id", type=int, help="the window number `list` shows")
+    listing.add_argument(
+        "--past", type=_duration, default=86400.0, help="also show windows ended within this"
+    )
     demo = verb(
         "demo",
         "run the daemon against local simulated peers, one of them flaky",
@@ -214,6 +232,44 @@ def _conformance(args: argparse.Namespace) -> int:
     from monai_slo.conformance import conformance_command
 
     return conformance_command(_load(args))
+
+
+def _duration(text: str) -> float:
+    from monai_slo.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    from monai_slo import maintenance_cli
+    from monai_slo.maintenance import parse_start
+
+    config = _load(args)
+    if args.action == "start":
+        try:
+            start_at = parse_start(args.start, time.time()) if args.start else None
+        except ValueError as exc:
+            print(
+                f"--start: expected an ISO 8601 time such as 2026-12-01T22:00+01:00 ({exc})",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        return maintenance_cli.start(
+            config,
+            environment=args.environment,
+            service=args.service,
+            duration=args.duration,
+            reason=args.reason,
+            start_at=start_at,
+        )
+    if args.action == "stop":
+        return maintenance_cli.stop(
+            config, environment=args.environment, service=args.service, window_id=args.id
+        )
+    return maintenance_cli.list_windows(config, past=args.past)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from monai_slo.checks import KINDS
 from monai_slo.checks.base import CheckConfig, Name
 from monai_slo.durations import Duration, format_duration
+from monai_slo.maintenance import MaintenanceSpec
 from monai_slo.tiers import TIERS, TierName, allowed_downtime
 from monai_slo.yaml_source import PathKey, SourceError, SourceIssue, YamlSource, load_yaml
 
@@ -37,6 +38,7 @@ class ServiceSpec(_Strict):
     name: Name
     description: str = ""
     objective: float | None = Field(default=None, description="percent; overrides the environment")
+    maintenance: list[MaintenanceSpec] = Field(default_factory=list)
     checks: list[dict[str, Any]] = Field(min_length=1)
 
 
@@ -48,6 +50,7 @@ class EnvironmentSpec(_Strict):
     window: Duration = DEFAULT_WINDOW
     location: Literal["on-premises", "cloud"] = "on-premises"
     provider: Literal["aws", "azure", "gcp", "other"] | None = None
+    maintenance: list[MaintenanceSpec] = Field(default_factory=list)
     services: list[ServiceSpec] = Field(min_length=1)
 
 
@@ -102,6 +105,8 @@ class Service:
     """Percent; None for best-effort tiers."""
     window: float
     checks: tuple[CheckRef, ...]
+    maintenance: tuple[MaintenanceSpec, ...] = ()
+    """The environment's windows and the service's own."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -216,6 +221,7 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
                     objective,
                     env_spec.window,
                     tuple(checks),
+                    (*env_spec.maintenance, *svc_spec.maintenance),
                 )
             )
         environments.append(

@@ -192,7 +192,7 @@ class SloCollector(Collector):
             labels = [service.environment, service.tier, service.name]
             if report.state is not State.NO_DATA:
                 service_up.add_metric(labels, 1 if report.state is State.UP else 0)
-            maintenance.add_metric(labels, 0)
+            maintenance.add_metric(labels, 1 if report.maintenance_active else 0)
             window_seconds.add_metric(labels, service.window)
             for window in report.windows:
                 coverage.add_metric([*labels, window.label], window.stats.coverage)

@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS runs (
     runs INTEGER NOT NULL, failures INTEGER NOT NULL,
     PRIMARY KEY (check_id, hour)
 ) WITHOUT ROWID;
+-- Maintenance started from the CLI; service NULL covers every service of the environment.
+CREATE TABLE IF NOT EXISTS maintenance (
+    id INTEGER PRIMARY KEY,
+    environment TEXT NOT NULL, service TEXT,
+    start REAL NOT NULL, end REAL NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS last_results (
     check_id INTEGER PRIMARY KEY REFERENCES checks(id),
     timestamp REAL NOT NULL, success INTEGER NOT NULL, duration REAL NOT NULL,
@@ -69,6 +75,19 @@ class LastResult:
     duration: float
     reason: FailureReason | None
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceRow:
+    id: int
+    environment: str
+    service: str | None
+    start: float
+    end: float
+    reason: str
+
+    def covers(self, environment: str, service: str) -> bool:
+        return self.environment == environment and self.service in (None, service)
 
 
 class HistoryStore:
@@ -271,6 +290,64 @@ class HistoryStore:
                     runs += r
                     failures += f
         return runs, failures
+
+    # -- maintenance started from the CLI ---------------------------------------------------
+
+    def add_maintenance(
+        self,
+        environment: str,
+        service: str | None,
+        start: float,
+        end: float,
+        *,
+        reason: str,
+        now: float,
+    ) -> int:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO maintenance (environment, service, start, end, reason, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (environment, service, start, end, reason, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def end_maintenance(
+        self,
+        now: float,
+        *,
+        window_id: int | None = None,
+        environment: str | None = None,
+        service: str | None = None,
+    ) -> int:
+        """End active (and cancel future) windows matching; returns how many changed."""
+        where: list[str] = ["end > ?"]
+        params: list[float | int | str | None] = [now]
+        if window_id is not None:
+            where.append("id = ?")
+            params.append(window_id)
+        if environment is not None:
+            where.append("environment = ?")
+            params.append(environment)
+        if service is not None:
+            where.append("service IS ?")
+            params.append(service)
+        with self._lock:
+            cursor = self._db.execute(
+                f"UPDATE maintenance SET end = MAX(start, ?) WHERE {' AND '.join(where)}",  # noqa: S608 -- fixed clauses
+                (now, *params),
+            )
+            return cursor.rowcount
+
+    def maintenance(self, since: float) -> list[MaintenanceRow]:
+        """Windows ending after ``since``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, environment, service, start, end, reason FROM maintenance "
+                "WHERE end > ? ORDER BY start, id",
+                (since,),
+            ).fetchall()
+        return [MaintenanceRow(*row) for row in rows]
 
     def close(self) -> None:
         with self._lock:

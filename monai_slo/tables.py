@@ -79,7 +79,7 @@ def status_table(reports: Iterable[ServiceReport]) -> Table:
             service.environment,
             service.tier,
             service.name,
-            _STATE_STYLE[report.state],
+            _STATE_STYLE[report.state] + (" [cyan](maintenance)[/]" if report.maintenance_active else ""),
             *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
             f"{percent(slo.stats.availability)} /{slo.label}",
             "best effort" if service.objective is None else f"{service.objective:g}%",
