@@ -95,11 +95,14 @@ class SloCollector(Collector):
             "When the config in use was loaded",
             value=view.reload_timestamp,
         )
-        yield GaugeMetricFamily(
-            "monai_slo_history_write_errors",
-            "Failed history writes since start (results kept in memory meanwhile)",
-            value=view.store.write_errors,
+        store_errors = CounterMetricFamily(
+            "monai_slo_store_errors",
+            "Failed history database operations since start (results stay in memory meanwhile)",
+            labels=["operation"],
         )
+        for operation, count in sorted(view.store.errors.items()):
+            store_errors.add_metric([operation], count)
+        yield store_errors
 
     def _checks(self, config: Config) -> Iterator[Metric]:
         up = GaugeMetricFamily(

@@ -113,28 +113,74 @@ class HistoryStore:
         self._pending_runs: dict[tuple[int, int], list[int]] = {}
         self._last: dict[int, LastResult] = {}
         self._dirty_last: set[int] = set()
-        self.write_errors = 0
+        self.errors: dict[str, int] = {}
+        """Failed operations by kind since start (exposed as monai_slo_store_errors_total)."""
+        self._logged_errors: set[str] = set()
+        self._provisional: dict[CheckKey, tuple[int, str]] = {}
         self._load_open_segments()
 
     # -- identity -------------------------------------------------------------------------
 
     def check_id(self, key: CheckKey, kind: str = "") -> int:
+        """The check's row id; a provisional negative id while the database cannot be written.
+
+        Recording never fails on a full or read-only disk: provisional ids are swapped for real
+        ones at the first flush that succeeds.
+        """
         with self._lock:
             found = self._ids.get(key)
             if found is not None:
                 return found
-            row = self._db.execute(
-                "SELECT id FROM checks WHERE environment=? AND service=? AND name=?", key
-            ).fetchone()
-            if row is None:
-                cursor = self._db.execute(
-                    "INSERT INTO checks (environment, service, name, kind) VALUES (?, ?, ?, ?)",
-                    (*key, kind),
-                )
-                assert cursor.lastrowid is not None
-                row = (cursor.lastrowid,)
-            self._ids[key] = int(row[0])
-            return self._ids[key]
+            try:
+                check_id = self._insert_check(key, kind)
+            except sqlite3.Error as exc:
+                self._write_failed("register", exc)
+                check_id = -(len(self._provisional) + 1)
+                self._provisional[key] = (check_id, kind)
+            self._ids[key] = check_id
+            return check_id
+
+    def _insert_check(self, key: CheckKey, kind: str) -> int:
+        row = self._db.execute(
+            "SELECT id FROM checks WHERE environment=? AND service=? AND name=?", key
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        cursor = self._db.execute(
+            "INSERT INTO checks (environment, service, name, kind) VALUES (?, ?, ?, ?)",
+            (*key, kind),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _resolve_provisional(self) -> None:
+        """Give provisional checks real ids (own transaction: a failure changes nothing)."""
+        if not self._provisional:
+            return
+        self._db.execute("BEGIN")
+        try:
+            real_ids = {
+                key: self._insert_check(key, kind) for key, (_, kind) in self._provisional.items()
+            }
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            raise
+        for key, real in real_ids.items():
+            temporary = self._provisional[key][0]
+            self._ids[key] = real
+            if temporary in self._open:
+                self._open[real] = self._open.pop(temporary)
+            if temporary in self._last:
+                self._last[real] = self._last.pop(temporary)
+            if temporary in self._dirty_last:
+                self._dirty_last.discard(temporary)
+                self._dirty_last.add(real)
+            for cid, start in [k for k in self._dirty_segments if k[0] == temporary]:
+                self._dirty_segments[(real, start)] = self._dirty_segments.pop((cid, start))
+            for cid, hour in [k for k in self._pending_runs if k[0] == temporary]:
+                self._pending_runs[(real, hour)] = self._pending_runs.pop((cid, hour))
+        self._provisional.clear()
 
     def known_id(self, key: CheckKey) -> int | None:
         """Id of a check that has history, without creating one (for read-only callers)."""
@@ -201,11 +247,12 @@ class HistoryStore:
         with self._lock:
             if not (self._dirty_segments or self._pending_runs or self._dirty_last):
                 return True
-            segments = list(self._dirty_segments.items())
-            runs = list(self._pending_runs.items())
-            last = [(cid, self._last[cid]) for cid in self._dirty_last]
             try:
+                self._resolve_provisional()
                 self._db.execute("BEGIN")
+                segments = list(self._dirty_segments.items())
+                runs = list(self._pending_runs.items())
+                last = [(cid, self._last[cid]) for cid in self._dirty_last]
                 self._db.executemany(
                     "INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?)",
                     [(cid, s.start, s.last, s.end, int(s.up)) for (cid, _), s in segments],
@@ -224,17 +271,36 @@ class HistoryStore:
                 )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self.write_errors += 1
-                log.error(
-                    "history write to %s failed, keeping results in memory: %s", self.path, exc
-                )
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._rollback()
+                self._write_failed("write", exc)
                 return False
             self._dirty_segments.clear()
             self._pending_runs.clear()
             self._dirty_last.clear()
+            if self._logged_errors:
+                log.warning("history writes to %s work again; buffered results written", self.path)
+                self._logged_errors.clear()
             return True
+
+    def _rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back by itself when it cannot; nothing was committed
+
+    def _write_failed(self, operation: str, exc: sqlite3.Error) -> None:
+        """Count every failure; log each distinct error once until writing works again."""
+        self.errors[operation] = self.errors.get(operation, 0) + 1
+        message = str(exc)
+        if message not in self._logged_errors:
+            self._logged_errors.add(message)
+            log.error(
+                "history database %s (%s) failed, keeping results in memory: %s",
+                operation,
+                self.path,
+                message,
+            )
 
     def prune(self, now: float) -> None:
         """Drop history older than the retention."""
@@ -243,8 +309,9 @@ class HistoryStore:
             try:
                 self._db.execute("DELETE FROM segments WHERE end < ?", (cutoff,))
                 self._db.execute("DELETE FROM runs WHERE hour < ?", (int(cutoff // 3600),))
+                self._db.execute("DELETE FROM maintenance WHERE end < ?", (cutoff,))
             except sqlite3.Error as exc:
-                log.error("history prune in %s failed: %s", self.path, exc)
+                self._write_failed("prune", exc)
 
     # -- reading --------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ def test_failed_flush_keeps_results_for_the_next_try(tmp_path: Path) -> None:
     blocker.execute("BEGIN EXCLUSIVE")
     store._db.execute("PRAGMA busy_timeout=0")
     assert store.flush() is False
-    assert store.write_errors == 1
+    assert store.errors == {"write": 1}
     blocker.execute("ROLLBACK")
     assert store.flush() is True
     assert _segments(HistoryStore(path), 110) == [Segment(100, 110, True)]
