@@ -7,13 +7,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from monai_slo import __version__
 from monai_slo.checks.base import CheckResult
 from monai_slo.config import CheckRef, Config
 from monai_slo.evaluation import evaluate
+from monai_slo.scheduler import Lateness
 from monai_slo.slo import State
 from monai_slo.store import HistoryStore
 
@@ -48,6 +54,8 @@ class DaemonView:
     store: HistoryStore
     counters: LiveCounters
     skipped: Callable[[], dict[CheckKey, int]] = dict
+    lateness: Lateness | None = None
+    missed: Callable[[], dict[str, int]] = dict
     reload_successful: bool = True
     reload_timestamp: float = field(default_factory=time.time)
     clock: Callable[[], float] = time.time
@@ -94,6 +102,19 @@ class SloCollector(Collector):
             "monai_slo_config_last_reload_success_timestamp_seconds",
             "When the config in use was loaded",
             value=view.reload_timestamp,
+        )
+        if view.lateness is not None:
+            buckets, total = view.lateness.snapshot()
+            yield HistogramMetricFamily(
+                "monai_slo_scheduler_start_lateness_seconds",
+                "How late check runs started against their schedule",
+                buckets=buckets,
+                sum_value=total,
+            )
+        yield CounterMetricFamily(
+            "monai_slo_scheduler_missed_runs",
+            "Check runs APScheduler could not start in time (skipped, not queued)",
+            value=sum(view.missed().values()),
         )
         store_errors = CounterMetricFamily(
             "monai_slo_store_errors",

@@ -7,8 +7,12 @@ the same check always runs at the same phase, and a restart keeps it.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import logging
+import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -29,9 +33,36 @@ def start_offset(ref: CheckRef) -> float:
     return int.from_bytes(digest, "big") / 2**64 * ref.config.interval
 
 
+LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Lateness:
+    """How late check runs start against their schedule: a histogram, cheap to update."""
+
+    def __init__(self, buckets: tuple[float, ...] = LATENESS_BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last slot is +Inf
+        self.total = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
+            self.total += seconds
+
+    def snapshot(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative (le, count) pairs and the sum, as Prometheus histograms want them."""
+        with self._lock:
+            cumulative = list(itertools.accumulate(self.counts))
+            total = self.total
+        bounds = [*(f"{bound:g}" for bound in self.buckets), "+Inf"]
+        return list(zip(bounds, map(float, cumulative), strict=True)), total
+
+
 class CheckScheduler:
     def __init__(self, fire: Callable[[CheckRef], object]) -> None:
         self._fire = fire
+        self.lateness = Lateness()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=4)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -51,17 +82,24 @@ class CheckScheduler:
             if job.id.startswith("check:"):
                 job.remove()
         for ref in checks:
+            first = now + timedelta(seconds=start_offset(ref))
             self._scheduler.add_job(
-                self._fire,
-                IntervalTrigger(
-                    seconds=ref.config.interval,
-                    start_date=now + timedelta(seconds=start_offset(ref)),
-                ),
-                args=(ref,),
+                self._run,
+                IntervalTrigger(seconds=ref.config.interval, start_date=first),
+                args=(ref, first.timestamp()),
                 id=f"check:{ref.label}",
                 name=ref.label,
                 misfire_grace_time=max(1, int(ref.config.interval / 2)),
             )
+
+    def _run(self, ref: CheckRef, anchor: float) -> None:
+        # Runs are due at anchor + k * interval; how far past the latest due time are we?
+        behind = time.time() - anchor
+        if behind >= 0:
+            # 10 ms of tolerance: a run fired a hair early is not a whole interval late.
+            due = math.floor((behind + 0.01) / ref.config.interval) * ref.config.interval
+            self.lateness.observe(max(0.0, behind - due))
+        self._fire(ref)
 
     def every(self, name: str, seconds: float, func: Callable[[], object]) -> None:
         self._scheduler.add_job(
