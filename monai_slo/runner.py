@@ -91,14 +91,20 @@ class CheckRunner:
                 return False
             run = _Run(ref, self._clock())
             self._in_flight[ref.key] = run
-            heapq.heappush(
-                self._timers,
-                (run.started + ref.config.timeout + self._grace, next(self._sequence), run),
-            )
-            self._wake.notify()
-        future = self._pool.submit(execute, ref, self._clock)
+        future = self._pool.submit(self._execute, run)
         future.add_done_callback(lambda f: self._finished(run, f))
         return True
+
+    def _execute(self, run: _Run) -> CheckResult:
+        # The deadline starts when a worker picks the run up: time queued behind busy workers
+        # is the monitor's own lateness, not the peer's.
+        with self._lock:
+            run.started = time.monotonic()
+            run.timestamp = self._clock()
+            deadline = run.started + run.ref.config.timeout + self._grace
+            heapq.heappush(self._timers, (deadline, next(self._sequence), run))
+            self._wake.notify()
+        return execute(run.ref, self._clock)
 
     def in_flight(self) -> int:
         with self._lock:
