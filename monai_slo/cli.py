@@ -74,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     rules = verb("rules", "write Prometheus recording and alerting rules for the config", _rules)
     rules.add_argument("-o", "--output", help="directory to write into (default: stdout)")
     verb("conformance", "check this host against its tier's hardware requirements", _conformance)
+    report = verb("report", "write a self-contained HTML availability report for a period", _report)
+    report.add_argument(
+        "--period",
+        required=True,
+        help="a UTC month such as 2026-11, or days 2026-11-05..2026-11-20",
+    )
+    report.add_argument(
+        "-o", "--output", help="file to write (default: ./monai-slo-report-PERIOD.html)"
+    )
     maintenance = verb("maintenance", "start, stop or list planned maintenance", _maintenance)
     actions = maintenance.add_subparsers(dest="action", required=True, metavar="ACTION")
     begin = actions.add_parser("start", help="start (or schedule) a maintenance window")
@@ -226,6 +235,12 @@ def _rules(args: argparse.Namespace) -> int:
     from monai_slo.rules import rules_command
 
     return rules_command(_load(args), Path(args.output) if args.output else None)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from monai_slo.report import report_command
+
+    return report_command(_load(args), args.period, Path(args.output) if args.output else None)
 
 
 def _conformance(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The HTTP listener: /metrics, /-/healthy, /-/ready."""
+"""The HTTP listener: /metrics, /-/healthy, /-/ready, and the status page at /."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     registry: CollectorRegistry
     ready: Callable[[], bool]
+    page: Callable[[], bytes] | None
 
 
 class _Server6(_Server):
@@ -39,6 +40,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(500, b"metrics collection failed\n", "text/plain")
                 return
             self._send(200, body, content_type)
+        elif path == "/" and self.server.page is not None:
+            try:
+                body = self.server.page()
+            except Exception:
+                log.exception("status page rendering failed")
+                self._send(500, b"status page rendering failed\n", "text/plain")
+                return
+            # Always the live state: a browser or proxy must not show a cached "UP".
+            self._send(200, body, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
         elif path == "/-/healthy":
             self._send(200, b"OK\n", "text/plain")
         elif path == "/-/ready":
@@ -47,9 +57,13 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"not found; try /metrics\n", "text/plain")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -60,12 +74,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 class MetricsServer:
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, ready: Callable[[], bool]
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        ready: Callable[[], bool],
+        page: Callable[[], bytes] | None = None,
     ) -> None:
         server_type = _Server6 if ":" in host else _Server
         self._server = server_type((host, port), _Handler)
         self._server.registry = registry
         self._server.ready = ready
+        self._server.page = page
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
