@@ -22,6 +22,7 @@ _STATE_STYLE = {
     State.NO_DATA: "[yellow]NO DATA[/]",
 }
 SUMMARY_WINDOWS = ("1h", "1d")
+_MAINTENANCE = " [cyan](maintenance)[/]"
 
 
 def console() -> Console:
@@ -79,7 +80,7 @@ def status_table(reports: Iterable[ServiceReport]) -> Table:
             service.environment,
             service.tier,
             service.name,
-            _STATE_STYLE[report.state] + (" [cyan](maintenance)[/]" if report.maintenance_active else ""),
+            _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else ""),
             *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
             f"{percent(slo.stats.availability)} /{slo.label}",
             "best effort" if service.objective is None else f"{service.objective:g}%",
