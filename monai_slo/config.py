@@ -19,6 +19,7 @@ from monai_slo.checks.base import CheckConfig, Name
 from monai_slo.durations import Duration, format_duration
 from monai_slo.maintenance import MaintenanceSpec
 from monai_slo.tiers import TIERS, TierName, allowed_downtime
+from monai_slo.web_config import WebConfig, load_web_config
 from monai_slo.yaml_source import PathKey, SourceError, SourceIssue, YamlSource, load_yaml
 
 DEFAULT_CONFIG_PATH = Path("/etc/monai-slo/config.yaml")
@@ -56,6 +57,9 @@ class EnvironmentSpec(_Strict):
 
 class ConfigSpec(_Strict):
     listen: str = "127.0.0.1:9790"
+    web_config_file: Path | None = Field(
+        default=None, description="TLS and basic auth for the listener (exporter-toolkit format)"
+    )
     storage: Path | None = None
     flush_interval: Duration = 5.0
     retention: Duration = 90 * 86400.0
@@ -132,6 +136,8 @@ class Config:
     retention: float
     workers: int
     environments: tuple[Environment, ...]
+    web: WebConfig | None = None
+    """Listener TLS/basic auth, loaded from ``web_config_file``."""
 
     def services(self) -> Iterator[Service]:
         for environment in self.environments:
@@ -247,6 +253,10 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
     storage = spec.storage or _default_storage()
     if not storage.is_absolute():
         storage = path.parent / storage
+    web = None
+    if spec.web_config_file is not None:
+        web_path = spec.web_config_file
+        web = load_web_config(web_path if web_path.is_absolute() else path.parent / web_path)
     return Config(
         str(path),
         spec.listen,
@@ -255,6 +265,7 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
         spec.retention,
         spec.workers,
         tuple(environments),
+        web,
     )
 
 

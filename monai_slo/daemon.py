@@ -22,6 +22,7 @@ from monai_slo.metrics import DaemonView, LiveCounters, SloCollector
 from monai_slo.runner import CheckRunner
 from monai_slo.scheduler import CheckScheduler
 from monai_slo.server import MetricsServer
+from monai_slo.status_page import StatusPage
 from monai_slo.store import HistoryStore
 from monai_slo.yaml_source import SourceError
 
@@ -54,12 +55,24 @@ class Daemon:
         self.registry.register(SloCollector(self.view))
         self.scheduler = CheckScheduler(self.runner.submit)
         host, port = parse_listen(config.listen)
-        self.server = MetricsServer(host, port, self.registry, ready=self._ready)
+        self.status_page = StatusPage(lambda: self.view.config, self.store, clock=clock)
+        self.server = MetricsServer(
+            host,
+            port,
+            self.registry,
+            ready=self._ready,
+            page=self.status_page.render,
+            web=config.web,
+        )
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._wake = threading.Event()  # interrupts the main loop for stop or reload
         self._live_keys = {ref.key for ref in config.checks()}
         self._started = False
+        # The watchdog pings systemd only while this scheduler-run heartbeat stays fresh.
+        self.heartbeat = systemd.Heartbeat()
+        self._watchdog: systemd.Watchdog | None = None
+        self._status = ""
 
     @property
     def config(self) -> Config:
@@ -84,11 +97,39 @@ class Daemon:
     def _ready(self) -> bool:
         return self._started and not self._stop.is_set()
 
+    def _beat(self) -> None:
+        """The heartbeat job: proves the scheduler runs jobs; keeps systemd's STATUS= current."""
+        self.heartbeat.beat()
+        self._notify_status()
+
+    def status_line(self) -> str:
+        """'12 checks: 11 up, 1 down' from the last results (what `systemctl status` shows)."""
+        keys = self._live_keys
+        with self.counters.lock:
+            last = [self.counters.last.get(key) for key in keys]
+        up = sum(1 for result in last if result is not None and result.success)
+        down = sum(1 for result in last if result is not None and not result.success)
+        pending = len(keys) - up - down
+        line = f"{len(keys)} check{'' if len(keys) == 1 else 's'}: {up} up, {down} down"
+        if pending:
+            line += f", {pending} pending"
+        if not self.view.reload_successful:
+            line += "; config reload failed, running the previous config"
+        return line
+
+    def _notify_status(self, prefix: str = "") -> None:
+        status = self.status_line()
+        if prefix or status != self._status:  # one datagram per change, not per beat
+            self._status = status
+            systemd.notify(f"{prefix}STATUS={status}")
+
     def start(self) -> None:
         self.server.start()
         self.scheduler.schedule(self.config.checks())
         self.scheduler.every("flush", self.config.flush_interval, self.store.flush)
         self.scheduler.every("prune", PRUNE_INTERVAL, lambda: self.store.prune(self.clock()))
+        watchdog_period = systemd.watchdog_period()
+        self.scheduler.every("heartbeat", systemd.heartbeat_interval(watchdog_period), self._beat)
         self.scheduler.start()
         self.store.prune(self.clock())
         self._started = True
@@ -96,18 +137,23 @@ class Daemon:
         log.info(
             "monai-slo running %d checks; metrics on http://%s/metrics", checks, self.config.listen
         )
-        systemd.notify(f"READY=1\nSTATUS=running {checks} checks")
+        self._notify_status("READY=1\n")
+        if watchdog_period is not None:
+            self.heartbeat.beat()
+            self._watchdog = systemd.Watchdog(self.heartbeat, watchdog_period)
+            self._watchdog.start()
 
     def reload(self) -> bool:
         """Swap in a freshly loaded config; on error keep the running one."""
         if self._reload_config is None:
             return False
+        systemd.notify(systemd.reloading_message())
         try:
             new = self._reload_config()
         except SourceError as exc:
             self.view.reload_successful = False
             log.error("config reload failed, keeping the running config:\n%s", exc)
-            systemd.notify("STATUS=config reload failed; running the previous config")
+            self._notify_status("READY=1\n")
             return False
         if new.storage != self.config.storage or new.listen != self.config.listen:
             log.warning("storage and listen changes take effect at the next restart")
@@ -117,7 +163,7 @@ class Daemon:
         self.view.reload_timestamp = self.clock()
         self.scheduler.schedule(new.checks())
         log.info("config reloaded from %s", new.source)
-        systemd.notify(f"STATUS=running {len(self._live_keys)} checks (reloaded)")
+        self._notify_status("READY=1\n")
         return True
 
     def request_stop(self) -> None:
@@ -165,6 +211,8 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
         systemd.notify("STOPPING=1")
+        if self._watchdog is not None:
+            self._watchdog.stop()
         self.scheduler.shutdown()
         self.runner.shutdown()
         self.server.stop()

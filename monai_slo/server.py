@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from monai_slo.web_config import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +23,17 @@ class _Server(ThreadingHTTPServer):
     registry: CollectorRegistry
     ready: Callable[[], bool]
     page: Callable[[], bytes] | None
+    tls: ssl.SSLContext | None = None
+    auth: BasicAuth = BasicAuth({})
+    extra_headers: dict[str, str] = {}  # noqa: RUF012 -- replaced per instance, never mutated
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens in the handler thread (with its timeout), so a client that
+            # stalls in it cannot hold up the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
 
 class _Server6(_Server):
@@ -28,8 +43,31 @@ class _Server6(_Server):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "monai-slo"
+    timeout = 10  # a client that dribbles its request gets cut off, not a thread forever
+
+    def setup(self) -> None:
+        super().setup()
+        self._handshake_failed = False
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.do_handshake()
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("TLS handshake with %s failed: %s", self.client_address[0], exc)
+                self._handshake_failed = True
+
+    def handle(self) -> None:
+        if not self._handshake_failed:
+            super().handle()
 
     def do_GET(self) -> None:
+        if not self.server.auth.allows(self.headers.get("Authorization")):
+            self._send(
+                401,
+                b"unauthorized\n",
+                "text/plain",
+                {"WWW-Authenticate": 'Basic realm="monai-slo"'},
+            )
+            return
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
@@ -62,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
+        for name, value in {**self.server.extra_headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -78,14 +116,20 @@ class MetricsServer:
         host: str,
         port: int,
         registry: CollectorRegistry,
+        *,
         ready: Callable[[], bool],
         page: Callable[[], bytes] | None = None,
+        web: WebConfig | None = None,
     ) -> None:
         server_type = _Server6 if ":" in host else _Server
         self._server = server_type((host, port), _Handler)
         self._server.registry = registry
         self._server.ready = ready
         self._server.page = page
+        if web is not None:
+            self._server.tls = web.ssl_context()
+            self._server.auth = BasicAuth(dict(web.basic_auth_users))
+            self._server.extra_headers = dict(web.http_server_config.headers)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property

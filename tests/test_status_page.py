@@ -233,7 +233,7 @@ def test_server_serves_page_with_headers_and_500_on_error() -> None:
         raise RuntimeError("boom")
 
     for page, status in ((lambda: b"<p>hi</p>", 200), (broken, 500), (None, 404)):
-        server = MetricsServer("127.0.0.1", 0, CollectorRegistry(), lambda: True, page=page)
+        server = MetricsServer("127.0.0.1", 0, CollectorRegistry(), ready=lambda: True, page=page)
         server.start()
         try:
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
