@@ -18,6 +18,7 @@ from monai_slo.checks import KINDS
 from monai_slo.checks.base import CheckConfig, Name
 from monai_slo.durations import Duration, format_duration
 from monai_slo.maintenance import MaintenanceSpec
+from monai_slo.rules import AlertingOptions
 from monai_slo.tiers import TIERS, TierName, allowed_downtime
 from monai_slo.web_config import WebConfig, load_web_config
 from monai_slo.yaml_source import PathKey, SourceError, SourceIssue, YamlSource, load_yaml
@@ -61,6 +62,7 @@ class ConfigSpec(_Strict):
         default=None, description="TLS and basic auth for the listener (exporter-toolkit format)"
     )
     storage: Path | None = None
+    alerting: AlertingOptions = Field(default_factory=AlertingOptions)
     flush_interval: Duration = 5.0
     retention: Duration = 90 * 86400.0
     workers: int = Field(default=32, ge=1, le=1024)
@@ -138,6 +140,8 @@ class Config:
     environments: tuple[Environment, ...]
     web: WebConfig | None = None
     """Listener TLS/basic auth, loaded from ``web_config_file``."""
+    alerting: AlertingOptions = AlertingOptions()
+    """What `monai-slo rules` needs beyond the checks."""
 
     def services(self) -> Iterator[Service]:
         for environment in self.environments:
@@ -266,6 +270,7 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
         spec.workers,
         tuple(environments),
         web,
+        spec.alerting,
     )
 
 

@@ -1,3 +1,8 @@
 """Shared fixtures: real peers started on loopback with free ports."""
 
-pytest_plugins = ["tests.fixtures_dicom", "tests.fixtures_http"]
+pytest_plugins = [
+    "tests.fixtures_dicom",
+    "tests.fixtures_http",
+    "tests.fixtures_browser",
+    "tests.fixtures_prometheus",
+]

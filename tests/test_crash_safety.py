@@ -24,7 +24,8 @@ INTERVAL = 0.1
 FLUSH = 0.2
 CHECKS = 5
 
-pytestmark = pytest.mark.slow
+# ~1 s a kill (mostly interpreter start-up): more than the default per-test timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _latest_result(db: Path) -> float:

@@ -20,7 +20,7 @@ from monai_slo.config import CheckRef, load_config
 from monai_slo.runner import CheckRunner
 from tests.fixtures_dicom import SilentListener
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 class ClosingPeer:
@@ -161,5 +161,7 @@ def test_ten_thousand_failures_leak_nothing(tmp_path: Path, peers: dict[str, int
     assert threads <= baseline[0], (baseline, after)
     assert fds <= baseline[1] + 2, (baseline, after)
     assert rss - baseline[2] < 20 * 2**20, (baseline, after, elapsed)
+    # The watchdog ends a run at timeout + 0.5 s grace; allow the 2-core machine 1 s of
+    # scheduling slack under this load on top of that.
     slowest = max(results, key=lambda r: r.duration)
-    assert slowest.duration < 1.0 + 0.5, slowest
+    assert slowest.duration < 1.0 + 0.5 + 1.0, slowest
