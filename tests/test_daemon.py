@@ -150,6 +150,8 @@ def test_metrics_for_orthanc_storescp_and_http(
             assert sample(s, "monai_slo_maintenance_active", service="pacs") == 0
             assert sample(s, "monai_slo_build_info") == 1
             assert sample(s, "monai_slo_config_last_reload_successful") == 1
+            assert (sample(s, "monai_slo_scheduler_start_lateness_seconds_count") or 0) >= 4
+            assert sample(s, "monai_slo_scheduler_missed_runs_total") == 0
             for path, status in (("/-/healthy", 200), ("/-/ready", 200), ("/nope", 404)):
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 conn.request("GET", path)
