@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +29,8 @@ DEFAULT_WINDOW = 30 * 86400.0
 # A single failed run should cost at most this share of the error budget to be measurable.
 COARSE_INTERVAL_BUDGET_SHARE = 0.10
 
-_COMMON_CHECK_KEYS = set(CheckConfig.model_fields)
+# Identity keys, and the host check's tier (it comes from the environment), are never defaults.
+_NOT_DEFAULTS = frozenset({"name", "kind", "tier"})
 
 
 class _Strict(BaseModel):
@@ -140,7 +141,7 @@ class Config:
     environments: tuple[Environment, ...]
     web: WebConfig | None = None
     """Listener TLS/basic auth, loaded from ``web_config_file``."""
-    alerting: AlertingOptions = AlertingOptions()
+    alerting: AlertingOptions = field(default_factory=AlertingOptions)
     """What `monai-slo rules` needs beyond the checks."""
 
     def services(self) -> Iterator[Service]:
@@ -176,12 +177,12 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
     issues: list[SourceIssue] = []
     known_kind_keys = set().union(*(kind.config_type.model_fields for kind in KINDS.values()))
     for key in spec.defaults:
-        if key not in known_kind_keys or key in {"name", "kind"}:
+        if key not in known_kind_keys or key in _NOT_DEFAULTS:
             issues.append(
                 source.issue(
                     ("defaults", key),
                     "unknown key; expected one of: "
-                    + ", ".join(sorted(known_kind_keys - {"name", "kind"})),
+                    + ", ".join(sorted(known_kind_keys - _NOT_DEFAULTS)),
                 )
             )
     environments = []
@@ -218,7 +219,7 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
             names = []
             for c_index, raw in enumerate(svc_spec.checks):
                 check_path: PathKey = (*svc_path, "checks", c_index)
-                check = _check(source, issues, check_path, raw, spec.defaults)
+                check = _check(source, issues, check_path, raw, spec.defaults, env_spec.tier)
                 if check is not None:
                     names.append(check.name)
                     checks.append(CheckRef(env_spec.name, env_spec.tier, svc_spec.name, check))
@@ -315,12 +316,13 @@ def _objective(  # noqa: PLR0917 -- private helper, called with all six position
     return value
 
 
-def _check(
+def _check(  # noqa: PLR0917 -- private helper, called with all six positionally
     source: YamlSource,
     issues: list[SourceIssue],
     path: PathKey,
     raw: dict[str, Any],
     defaults: dict[str, Any],
+    tier: TierName,
 ) -> CheckConfig | None:
     kind_name = raw.get("kind")
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
@@ -334,6 +336,8 @@ def _check(
     fields = kind.config_type.model_fields
     from_defaults = {key for key in defaults if key in fields and key not in raw}
     merged = {**{key: defaults[key] for key in from_defaults}, **raw}
+    if "tier" in fields and "tier" not in merged:
+        merged["tier"] = tier  # host conformance: the environment's tier unless the check names one
     try:
         return kind.config_type.model_validate(merged)
     except ValidationError as exc:
