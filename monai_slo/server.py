@@ -18,6 +18,9 @@ from monai_slo.web_config import BasicAuth, WebConfig
 log = logging.getLogger(__name__)
 
 
+_OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     registry: CollectorRegistry
@@ -60,7 +63,12 @@ class _Handler(BaseHTTPRequestHandler):
             super().handle()
 
     def do_GET(self) -> None:
-        if not self.server.auth.allows(self.headers.get("Authorization")):
+        path = self.path.split("?", 1)[0]
+        # Liveness and readiness reveal nothing and must answer kubelet and systemd probes,
+        # which carry no credentials; everything else needs them when basic auth is on.
+        if path not in _OPEN_PATHS and not self.server.auth.allows(
+            self.headers.get("Authorization")
+        ):
             self._send(
                 401,
                 b"unauthorized\n",
@@ -68,7 +76,6 @@ class _Handler(BaseHTTPRequestHandler):
                 {"WWW-Authenticate": 'Basic realm="monai-slo"'},
             )
             return
-        path = self.path.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             try:

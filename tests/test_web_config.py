@@ -73,8 +73,8 @@ def _get(
 
 
 def test_basic_auth(tmp_path: Path) -> None:
-    """Without credentials or with a wrong password: 401 with a challenge; right password: 200,
-    on every endpoint."""
+    """Without credentials or with a wrong password: 401 with a challenge; right password: 200.
+    Only the health endpoints answer without credentials."""
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     port = free_port()
     path = _write_config(tmp_path, port, f"basic_auth_users:\n  prometheus: '{hashed}'\n")
@@ -84,6 +84,10 @@ def test_basic_auth(tmp_path: Path) -> None:
         assert _get(port, auth=("nobody", PASSWORD)) == 401
         for endpoint in ("/metrics", "/-/healthy", "/"):
             assert _get(port, endpoint, auth=("prometheus", PASSWORD)) == 200
+        assert _get(port, "/") == 401
+        # Probes carry no credentials: health endpoints stay open (they reveal nothing).
+        assert _get(port, "/-/healthy") == 200
+        assert _get(port, "/-/ready") == 503  # answered (not started yet), not challenged
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("GET", "/metrics")
         assert conn.getresponse().getheader("WWW-Authenticate") == 'Basic realm="monai-slo"'
