@@ -213,7 +213,7 @@ def _status(args: argparse.Namespace) -> int:
     if not config.storage.exists():
         print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
         return EXIT_FAILED
-    store = HistoryStore(config.storage, retention=config.retention)
+    store = HistoryStore(config.storage, retention=config.retention, read_only=True)
     try:
         reports = evaluate(config, store, time.time())
     finally:

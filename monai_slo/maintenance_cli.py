@@ -12,7 +12,7 @@ from monai_slo.config import Config, Service
 from monai_slo.durations import format_duration
 from monai_slo.evaluation import ALERT_WINDOWS, maintenance_windows
 from monai_slo.maintenance import utc
-from monai_slo.store import HistoryStore
+from monai_slo.store import HistoryStore, MaintenanceRow
 from monai_slo.tables import console
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -95,11 +95,13 @@ def list_windows(config: Config, *, past: float) -> int:
     """Active and upcoming windows (config and CLI), and those ended within ``past`` seconds."""
     now = time.time()
     horizon = now + 7 * 86400
-    store = HistoryStore(config.storage, retention=config.retention)
-    try:
-        stored = store.maintenance(now - max(past, *ALERT_WINDOWS))
-    finally:
-        store.close()
+    stored: list[MaintenanceRow] = []
+    if config.storage.exists():  # no history yet: only the config's windows exist
+        store = HistoryStore(config.storage, retention=config.retention, read_only=True)
+        try:
+            stored = store.maintenance(now - max(past, *ALERT_WINDOWS))
+        finally:
+            store.close()
     table = Table(title="maintenance", title_justify="left")
     for column in ("ID", "ENVIRONMENT", "SERVICE", "START", "END", "STATE", "SOURCE", "REASON"):
         table.add_column(column)

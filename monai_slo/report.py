@@ -389,7 +389,7 @@ def report_command(
     if not config.storage.exists():
         print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
         return EXIT_FAILED
-    store = HistoryStore(config.storage, retention=config.retention)
+    store = HistoryStore(config.storage, retention=config.retention, read_only=True)
     try:
         report = build_report(config, store, parsed, time.time() if now is None else now)
     finally:

@@ -93,19 +93,33 @@ class MaintenanceRow:
 class HistoryStore:
     """Thread-safe: the scheduler records, the collector and CLI read."""
 
-    def __init__(self, path: Path, *, retention: float = 90 * 86400.0) -> None:
+    def __init__(
+        self, path: Path, *, retention: float = 90 * 86400.0, read_only: bool = False
+    ) -> None:
+        """Open (and create) the history; ``read_only`` is for readers such as `status` and
+        `report`: they never write, so they cannot leave files owned by another user behind."""
         self.path = path
         self.retention = retention
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL with WAL is durable across process crashes; only power loss can drop a flush.
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self.read_only = read_only
+        if read_only:
+            self._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL with WAL is durable across process crashes; only power loss drops a flush.
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        if not read_only:
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
         self._lock = threading.RLock()
         self._ids: dict[CheckKey, int] = {}
         self._open: dict[int, StoredSegment] = {}
@@ -244,6 +258,8 @@ class HistoryStore:
 
     def flush(self) -> bool:
         """Write buffered results in one transaction; on failure keep them for the next try."""
+        if self.read_only:
+            return True
         with self._lock:
             if not (self._dirty_segments or self._pending_runs or self._dirty_last):
                 return True
