@@ -4,8 +4,10 @@
   called AE title (``ORTHANC``) and always allowing C-ECHO.
 * ``StorescpPeer``: DCMTK ``storescp`` (AE ``STORESCP``); with ``refuse=True`` it rejects
   every association (DCMTK 3.6 has no option to reject only a wrong called AE).
+* ``DcmqrscpPeer``: DCMTK ``dcmqrscp`` (AE ``DCMQRSCP``), an empty archive answering C-FIND.
 * ``PynetdicomPeer``: a pynetdicom Verification SCP whose behaviour a test chooses
-  (calling AE allow-list, a chosen rejection, C-ECHO status or delay, abort on C-ECHO).
+  (calling AE allow-list, a chosen rejection, C-ECHO status or delay, abort on C-ECHO),
+  optionally over TLS and answering C-FIND with chosen statuses.
 * ``SilentListener``: accepts TCP connections and never says a word.
 
 Every peer listens on a free port, is ready when ``start()`` returns (polled, not slept)
@@ -22,20 +24,26 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
 import pytest
+from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 __all__ = [
+    "DcmqrscpPeer",
     "OrthancPeer",
     "PynetdicomPeer",
     "SilentListener",
@@ -320,6 +328,35 @@ class StorescpPeer(_ProcessPeer):
         wait_for_port(self.port, timeout=timeout, process=process, log=self.log_path)
 
 
+class DcmqrscpPeer(_ProcessPeer):
+    """DCMTK dcmqrscp with an empty storage area, single process, any calling AE."""
+
+    host = LOOPBACK
+
+    def __init__(
+        self, workdir: Path | None = None, *, aet: str = "DCMQRSCP", port: int | None = None
+    ) -> None:
+        super().__init__(workdir)
+        self.binary = require_binary("dcmqrscp")
+        self.aet = aet
+        self.port = port or free_port()
+        self.dicom_port = self.port
+
+    def _command(self) -> list[str]:
+        storage = self.workdir / "db"
+        storage.mkdir(exist_ok=True)
+        config = self.workdir / "dcmqrscp.cfg"
+        config.write_text(
+            f"NetworkTCPPort = {self.port}\nMaxPDUSize = 16384\nMaxAssociations = 4\n"
+            "HostTable BEGIN\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+            f"AETable BEGIN\n{self.aet} {storage} R (10, 64mb) ANY\nAETable END\n"
+        )
+        return [self.binary, "--single-process", "--config", str(config), str(self.port)]
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        wait_for_port(self.port, timeout=timeout, process=process, log=self.log_path)
+
+
 class PynetdicomPeer:
     """A pynetdicom Verification SCP on 127.0.0.1, in this process.
 
@@ -327,7 +364,10 @@ class PynetdicomPeer:
     short by ``stop()``); ``abort_on_echo``: abort instead of answering;
     ``require_calling_aet``: reject other calling AEs; ``reject``: reject every
     association with this (result, source, diagnostic), e.g. ``(2, 3, 1)`` for transient
-    congestion.
+    congestion. ``find_statuses``: also a Study Root C-FIND SCP answering with these
+    statuses in turn (e.g. ``[0xFF00, 0x0000]``: one match, then success), each after
+    ``find_delay`` seconds; the request identifiers land in ``find_queries``.
+    ``ssl_context``: serve DICOM over TLS with this server context.
     """
 
     host = LOOPBACK
@@ -342,8 +382,15 @@ class PynetdicomPeer:
         require_calling_aet: list[str] | None = None,
         require_called_aet: bool = True,
         reject: tuple[int, int, int] | None = None,
+        find_statuses: Sequence[int] | None = None,
+        find_delay: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.aet = aet
+        self.find_statuses = list(find_statuses or [])
+        self.find_delay = find_delay
+        self.find_queries: list[Dataset] = []
+        self.ssl_context = ssl_context
         self.echo_status = echo_status
         self.echo_delay = echo_delay
         self._stopping = threading.Event()
@@ -351,6 +398,8 @@ class PynetdicomPeer:
         self.echoes = 0
         self._ae = AE(ae_title=aet)
         self._ae.add_supported_context(Verification)
+        if find_statuses is not None:
+            self._ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         self._ae.require_called_aet = require_called_aet
         if require_calling_aet:
             self._ae.require_calling_aet = require_calling_aet
@@ -370,6 +419,19 @@ class PynetdicomPeer:
             event.assoc.abort()
         return self.echo_status
 
+    def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        self.find_queries.append(event.identifier)
+        for number, status in enumerate(self.find_statuses):
+            if self.find_delay and self._stopping.wait(self.find_delay):
+                return
+            if status in (0xFF00, 0xFF01):
+                match = Dataset()
+                match.QueryRetrieveLevel = "STUDY"
+                match.StudyInstanceUID = f"1.2.826.0.1.3680043.8.498.{number + 1}"
+                yield status, match
+            else:
+                yield status, None
+
     def _on_requested(self, event: Any) -> None:
         if self.reject is not None:
             event.assoc.acse.send_reject(*self.reject)
@@ -382,8 +444,11 @@ class PynetdicomPeer:
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_FIND, self._on_find),
         ]
-        self._server = self._ae.start_server((LOOPBACK, 0), block=False, evt_handlers=handlers)
+        self._server = self._ae.start_server(
+            (LOOPBACK, 0), block=False, evt_handlers=handlers, ssl_context=self.ssl_context
+        )
         self.port = int(self._server.server_address[1])
         return self
 

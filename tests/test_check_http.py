@@ -344,3 +344,24 @@ def test_config_errors_name_the_field(keys: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as excinfo:
         config(**data)
     assert field in str(excinfo.value)
+
+
+def test_min_days_valid(https_peer: HttpPeer) -> None:
+    """min_days_valid fails with tls before the request is sent when the certificate
+    (90 days left) expires sooner; the expiry is still reported; 30 days passes."""
+    ca_file = str(https_peer.ca_file)
+    ok, _ = probe(config(https_peer.url, ca_file=ca_file, min_days_valid=30))
+    sent = len(https_peer.requests)
+    short, _ = probe(config(https_peer.url, ca_file=ca_file, min_days_valid=120))
+
+    assert ok.success, ok
+    assert short.reason is FailureReason.TLS
+    assert "sooner than min_days_valid 120" in short.detail
+    assert short.values["tls_cert_expiry_timestamp_seconds"] == https_peer.cert_not_after
+    assert len(https_peer.requests) == sent
+
+
+def test_min_days_valid_ignored_for_plain_http(http_peer: HttpPeer) -> None:
+    """min_days_valid only concerns https: a plain http URL is not failed by it."""
+    outcome, _ = probe(config(http_peer.url, min_days_valid=30))
+    assert outcome.success, outcome

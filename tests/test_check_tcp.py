@@ -116,3 +116,23 @@ def test_config_errors_name_the_field(keys: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as excinfo:
         config(**({"port": 1} | keys))
     assert field in str(excinfo.value)
+
+
+def test_min_days_valid(https_peer: HttpPeer) -> None:
+    """min_days_valid fails the check with tls when the served certificate (90 days
+    left) expires sooner, still reporting its expiry; a shorter limit passes."""
+    ca_file = str(https_peer.ca_file)
+    ok, _ = probe(config(https_peer.port, tls=True, ca_file=ca_file, min_days_valid=30))
+    short, _ = probe(config(https_peer.port, tls=True, ca_file=ca_file, min_days_valid=120))
+
+    assert ok.success, ok
+    assert short.reason is FailureReason.TLS
+    assert short.detail.startswith("certificate expires in 90.0 days (")
+    assert short.detail.endswith("sooner than min_days_valid 120")
+    assert short.values["tls_cert_expiry_timestamp_seconds"] == https_peer.cert_not_after
+
+
+def test_unverified_handshake_still_reports_expiry(https_peer: HttpPeer) -> None:
+    """With tls_verify: false the served certificate's expiry is still read."""
+    outcome, _ = probe(config(https_peer.port, tls=True, tls_verify=False))
+    assert outcome.values["tls_cert_expiry_timestamp_seconds"] == https_peer.cert_not_after

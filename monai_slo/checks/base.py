@@ -37,10 +37,22 @@ class FailureReason(StrEnum):
     REJECTED = "rejected"
     ABORTED = "aborted"
     DIMSE_STATUS = "dimse_status"
+    CONTEXT_REJECTED = "context_rejected"
     PROTOCOL = "protocol"
     HTTP_STATUS = "http_status"
     BODY_MISMATCH = "body_mismatch"
     SECRET_UNAVAILABLE = "secret_unavailable"  # noqa: S105 -- a reason name, not a secret
+    NONCONFORMANT = "nonconformant"
+    GPU_UNAVAILABLE = "gpu_unavailable"
+    GPU_LOST = "gpu_lost"
+    GPU_COUNT = "gpu_count"
+    GPU_XID = "gpu_xid"
+    GPU_ECC = "gpu_ecc"
+    GPU_ROW_REMAP = "gpu_row_remap"
+    GPU_RECOVERY = "gpu_recovery"
+    GPU_NVML_ERROR = "gpu_nvml_error"
+    GPU_THERMAL = "gpu_thermal"
+    GPU_THROTTLE = "gpu_throttle"
     ERROR = "error"
 
 

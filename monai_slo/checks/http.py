@@ -14,7 +14,9 @@ import re
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING, Annotated, Literal, Self, cast
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol, Self, cast
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import Field, FilePath, field_validator, model_validator
@@ -27,6 +29,7 @@ from monai_slo.checks.tcp import (
     cert_expiry,
     connect,
     format_host,
+    require_validity,
     tls_context,
     tls_handshake,
 )
@@ -45,6 +48,56 @@ _MAX_REDIRECTS = 10
 # Headers that must not follow a redirect to another origin (as curl and requests do).
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _CHUNK = 64 * 1024
+
+
+def check_url(value: str) -> str:
+    """Validate an http(s) URL for a config (shared with kinds built on this one)."""
+    if not value.isascii() or _BAD_URL_CHARS.search(value):
+        raise ValueError("URL must be ASCII without spaces (percent-encode, use punycode)")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"URL scheme must be http or https, got {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise ValueError("URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "URL must not carry credentials; use an Authorization header "
+            "with {env: VAR} or {file: PATH}"
+        )
+    if port == 0:
+        raise ValueError("URL port must be 1..65535")
+    return value
+
+
+def check_headers(value: dict[str, SecretRef]) -> dict[str, SecretRef]:
+    """Validate header names (and inline values) for a config."""
+    for name, ref in value.items():
+        if not _TOKEN.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if not ref.is_secret and _BAD_HEADER_VALUE.search(ref.resolve()):
+            raise ValueError(f"header {name} contains a line break or NUL")
+    return value
+
+
+class ClientSettings(Protocol):
+    """The connection keys a kind built on :func:`request` carries (http, dicomweb)."""
+
+    @property
+    def ca_file(self) -> Path | None: ...
+    @property
+    def tls_verify(self) -> bool: ...
+    @property
+    def client_cert(self) -> Path | None: ...
+    @property
+    def client_key(self) -> Path | None: ...
+    @property
+    def min_days_valid(self) -> float | None: ...
+    @property
+    def max_body_bytes(self) -> int: ...
 
 
 class Config(CheckConfig):
@@ -70,6 +123,9 @@ class Config(CheckConfig):
     client_key: FilePath | None = None
     follow_redirects: bool = False
     max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
+    min_days_valid: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="With https, fail when a served certificate expires sooner."
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -79,25 +135,7 @@ class Config(CheckConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.isascii() or _BAD_URL_CHARS.search(value):
-            raise ValueError("URL must be ASCII without spaces (percent-encode, use punycode)")
-        try:
-            parts = urlsplit(value)
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"invalid URL: {exc}") from None
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"URL scheme must be http or https, got {parts.scheme or 'none'!r}")
-        if not parts.hostname:
-            raise ValueError("URL has no host")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError(
-                "URL must not carry credentials; use an Authorization header "
-                "with {env: VAR} or {file: PATH}"
-            )
-        if port == 0:
-            raise ValueError("URL port must be 1..65535")
-        return value
+        return check_url(value)
 
     @field_validator("body_regex")
     @classmethod
@@ -112,12 +150,7 @@ class Config(CheckConfig):
     @field_validator("headers")
     @classmethod
     def _header_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
-        for name, ref in value.items():
-            if not _TOKEN.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if not ref.is_secret and _BAD_HEADER_VALUE.search(ref.resolve()):
-                raise ValueError(f"header {name} contains a line break or NUL")
-        return value
+        return check_headers(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -186,10 +219,10 @@ class _Phase:
         self.now = "connecting"
 
 
-def _resolve_headers(config: Config) -> dict[str, tuple[str, bool]]:
+def resolve_headers(refs: Mapping[str, SecretRef]) -> dict[str, tuple[str, bool]]:
     """name -> (value, came from a secret). Raises ProbeFailure, naming only the source."""
     headers: dict[str, tuple[str, bool]] = {}
-    for name, ref in config.headers.items():
+    for name, ref in refs.items():
         try:
             value = ref.resolve()
         except SecretUnavailable as exc:
@@ -215,8 +248,8 @@ def _origin(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname or "", parts.port or default
 
 
-class _Exchange:
-    """One request on one fresh connection: the response and what TLS showed."""
+class Response:
+    """One request on one fresh connection: what came back (body up to the limit)."""
 
     def __init__(self) -> None:
         self.status = 0
@@ -268,7 +301,7 @@ def _read_body(response: http.client.HTTPResponse, limit: int) -> tuple[bytes, b
 
 
 def _exchange(
-    config: Config,
+    config: ClientSettings,
     url: str,
     *,
     method: str,
@@ -277,12 +310,12 @@ def _exchange(
     deadline: Deadline,
     phase: _Phase,
     values: dict[str, float],
-) -> _Exchange:
+) -> Response:
     parts = urlsplit(url)
     host = parts.hostname or ""
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
-    result = _Exchange()
+    result = Response()
 
     phase.now = f"connecting to {format_host(host, port)}"
     context = (
@@ -301,8 +334,14 @@ def _exchange(
         tls = tls_handshake(sock, context, host, deadline)  # closes sock if it fails
         expiry = cert_expiry(tls)
         # The configured server's certificate is the one to watch, not a redirect target's.
-        if expiry is not None and CERT_EXPIRY not in values:
-            values[CERT_EXPIRY] = expiry
+        if CERT_EXPIRY not in values:
+            if expiry is not None:
+                values[CERT_EXPIRY] = expiry
+            try:
+                require_validity(expiry, config.min_days_valid)
+            except ProbeFailure:
+                tls.close()
+                raise
         sock = tls
     conn: http.client.HTTPConnection | None = None
     try:
@@ -336,7 +375,7 @@ def _decode(data: bytes, charset: str) -> str:
         return data.decode("utf-8", errors="replace")
 
 
-def _judge(config: Config, exchange: _Exchange, values: dict[str, float]) -> CheckOutcome:
+def _judge(config: Config, exchange: Response, values: dict[str, float]) -> CheckOutcome:
     expected = ", ".join(str(code) for code in config.expect_status)
     if exchange.status not in config.expect_status:
         return CheckOutcome.fail(
@@ -383,23 +422,56 @@ def _after_redirect(status: int, method: str, body: bytes | None) -> tuple[str, 
     return method, body
 
 
-def _probe(
-    config: Config, deadline: Deadline, phase: _Phase, values: dict[str, float]
-) -> CheckOutcome:
+def request(
+    settings: ClientSettings,
+    url: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: Mapping[str, str],
+    deadline: Deadline,
+    values: dict[str, float],
+    started: float | None = None,
+) -> Response:
+    """One request on a fresh connection, bounded by ``deadline``.
+
+    Anything short of a complete response raises :class:`ProbeFailure` with a reason and
+    a detail that says where it happened (never a header value). ``values`` receives
+    ``http_status_code`` and, over TLS, the certificate expiry (even when it fails).
+    """
+    started = time.monotonic() if started is None else started
+    phase = _Phase()
+    try:
+        return _exchange(
+            settings,
+            url,
+            method=method,
+            body=body,
+            headers=dict(headers),
+            deadline=deadline,
+            phase=phase,
+            values=values,
+        )
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise _failure(exc, phase, time.monotonic() - started) from None
+
+
+def _probe(config: Config, deadline: Deadline, values: dict[str, float]) -> CheckOutcome:
+    started = time.monotonic()
     url = config.url
     method: str = config.method
     body = config.body.encode("utf-8") if config.body is not None else None
-    headers = _resolve_headers(config)
+    headers = resolve_headers(config.headers)
     for _hop in range(_MAX_REDIRECTS + 1):
-        exchange = _exchange(
+        exchange = request(
             config,
             url,
             method=method,
             body=body,
             headers={name: value for name, (value, _) in headers.items()},
             deadline=deadline,
-            phase=phase,
             values=values,
+            started=started,
         )
         if not (config.follow_redirects and exchange.status in _REDIRECTS and exchange.location):
             return _judge(config, exchange, values)
@@ -429,12 +501,8 @@ def _failure(exc: Exception, phase: _Phase, elapsed: float) -> ProbeFailure:
 
 def run(config: Config, deadline: Deadline) -> CheckOutcome:
     """Request the URL, follow redirects when asked, and judge the final response."""
-    started = time.monotonic()
-    phase = _Phase()
     values: dict[str, float] = {}
     try:
-        return _probe(config, deadline, phase, values)
+        return _probe(config, deadline, values)
     except ProbeFailure as failure:
         return failure.outcome(values)
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        return _failure(exc, phase, time.monotonic() - started).outcome(values)

@@ -166,37 +166,72 @@ def tls_handshake(
         raise ProbeFailure(FailureReason.TLS, f"TLS setup failed: {exc}") from None
     try:
         tls.do_handshake()
-    except ssl.SSLCertVerificationError as exc:
-        tls.close()
-        message = exc.verify_message or exc.reason or "unknown reason"
-        raise ProbeFailure(FailureReason.TLS, f"certificate verify failed: {message}") from None
-    except ssl.SSLError as exc:
-        tls.close()
-        raise ProbeFailure(
-            FailureReason.TLS, f"TLS handshake failed: {exc.reason or exc}"
-        ) from None
-    except TimeoutError:
-        tls.close()
-        raise ProbeFailure(FailureReason.TIMEOUT, "TLS handshake timed out") from None
     except OSError as exc:
         tls.close()
-        # The peer hung up mid-handshake: typically a plain service on a TLS port, or a
-        # server rejecting our certificate.
-        reason = exc.strerror or type(exc).__name__
-        raise ProbeFailure(FailureReason.TLS, f"TLS handshake failed: {reason}") from None
+        raise handshake_failure(exc) from None
     return tls
 
 
-def cert_expiry(sock: ssl.SSLSocket) -> float | None:
-    """The peer leaf certificate's notAfter as epoch seconds; None when not verified."""
-    cert = sock.getpeercert()
-    not_after = cert.get("notAfter") if cert else None
-    if not isinstance(not_after, str):
+def handshake_failure(exc: OSError) -> ProbeFailure:
+    """What a failed TLS handshake (or a TLS alert read after it) means, as a reason."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = exc.verify_message or exc.reason or "unknown reason"
+        return ProbeFailure(FailureReason.TLS, f"certificate verify failed: {message}")
+    if isinstance(exc, ssl.SSLError):
+        return ProbeFailure(FailureReason.TLS, f"TLS handshake failed: {exc.reason or exc}")
+    if isinstance(exc, TimeoutError):
+        return ProbeFailure(FailureReason.TIMEOUT, "TLS handshake timed out")
+    # The peer hung up mid-handshake: typically a plain service on a TLS port, or a
+    # server rejecting our certificate.
+    reason = exc.strerror or type(exc).__name__
+    return ProbeFailure(FailureReason.TLS, f"TLS handshake failed: {reason}")
+
+
+def _not_after(text: object) -> float | None:
+    if not isinstance(text, str):
         return None
     try:
-        return float(ssl.cert_time_to_seconds(not_after))
+        return float(ssl.cert_time_to_seconds(text))
     except ValueError:
         return None
+
+
+def cert_expiry(sock: ssl.SSLSocket) -> float | None:
+    """The earliest notAfter (epoch seconds) among the certificates the peer sent.
+
+    Read from the served chain, verified or not, through the private
+    ``_sslobj.get_unverified_chain()`` (CPython 3.10+); where that is missing, the leaf
+    as getpeercert() shows it (only when verified). None when nothing can be read.
+    """
+    chain = getattr(getattr(sock, "_sslobj", None), "get_unverified_chain", None)
+    if callable(chain):
+        try:
+            expiries = [_not_after(cert.get_info().get("notAfter")) for cert in chain() or ()]
+        except (AttributeError, ValueError, ssl.SSLError):
+            expiries = []
+        known = [expiry for expiry in expiries if expiry is not None]
+        if known:
+            return min(known)
+    cert = sock.getpeercert()
+    return _not_after(cert.get("notAfter")) if cert else None
+
+
+def require_validity(expiry: float | None, min_days_valid: float | None) -> None:
+    """Raise ProbeFailure (tls) when the certificate expires within ``min_days_valid`` days."""
+    if min_days_valid is None:
+        return
+    if expiry is None:
+        raise ProbeFailure(
+            FailureReason.TLS, "cannot read the certificate's expiry to check min_days_valid"
+        )
+    days_left = (expiry - time.time()) / 86400
+    if days_left < min_days_valid:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expiry))
+        raise ProbeFailure(
+            FailureReason.TLS,
+            f"certificate expires in {days_left:.1f} days ({when}), "
+            f"sooner than min_days_valid {min_days_valid:g}",
+        )
 
 
 class Config(CheckConfig):
@@ -213,6 +248,9 @@ class Config(CheckConfig):
     server_name: str | None = Field(
         default=None, description="Name to send (SNI) and verify; default: host."
     )
+    min_days_valid: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="With tls, fail when a served certificate expires sooner."
+    )
 
     @field_validator("host")
     @classmethod
@@ -228,6 +266,7 @@ def run(config: Config, deadline: Deadline) -> CheckOutcome:
     """Connect, handshake when asked, close; report the certificate's expiry under TLS."""
     started = time.monotonic()
     where = format_host(config.host, config.port)
+    values: dict[str, float] = {}
     try:
         context = (
             tls_context(ca_file=config.ca_file, verify=config.tls_verify) if config.tls else None
@@ -238,15 +277,15 @@ def run(config: Config, deadline: Deadline) -> CheckOutcome:
             return CheckOutcome.ok(f"connected to {where} in {time.monotonic() - started:.3f}s")
         tls = tls_handshake(sock, context, config.server_name or config.host, deadline)
         try:
-            values: dict[str, float] = {}
             expiry = cert_expiry(tls)
             if expiry is not None:
                 values[CERT_EXPIRY] = expiry
             version = tls.version() or "TLS"
         finally:
             tls.close()
+        require_validity(expiry, config.min_days_valid)
     except ProbeFailure as failure:
-        return failure.outcome()
+        return failure.outcome(values)
     return CheckOutcome.ok(
         f"{version} handshake with {where} in {time.monotonic() - started:.3f}s", values
     )
