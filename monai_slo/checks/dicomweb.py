@@ -1,0 +1,110 @@
+"""The ``dicomweb`` kind: a QIDO-RS study search that must answer with DICOM JSON.
+
+``GET {base_url}/studies?limit=1`` with ``Accept: application/dicom+json``: a 200 with
+a JSON array (empty or not) or a 204 (no studies) means the DICOMweb service and the
+archive behind it answer. The connection, TLS and deadline handling are the ``http``
+kind's (:func:`monai_slo.checks.http.request`). The body is parsed only to check its
+shape; what it lists is never kept or logged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, FilePath, field_validator, model_validator
+
+from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.http import Response, check_headers, check_url, request, resolve_headers
+from monai_slo.checks.secrets import SecretRef
+from monai_slo.checks.tcp import ProbeFailure
+
+MEDIA_TYPE = "application/dicom+json"
+
+
+class Config(CheckConfig):
+    """Search ``base_url`` (the DICOMweb root, e.g. ``https://pacs/dicom-web``) for a study."""
+
+    kind: Literal["dicomweb"]
+    base_url: str = Field(description="DICOMweb root; /studies?limit=1 is appended.")
+    headers: dict[str, SecretRef] = Field(
+        default_factory=dict,
+        description="Request headers (e.g. Authorization); a value may be {env: VAR} "
+        "or {file: PATH}.",
+    )
+    ca_file: FilePath | None = None
+    tls_verify: bool = True
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
+    min_days_valid: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="With https, fail when a served certificate expires sooner."
+    )
+    max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        check_url(value)
+        if "?" in value or "#" in value:
+            raise ValueError("base_url must not have a query or fragment; /studies is appended")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        return check_headers(value)
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> Self:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        return self
+
+    @property
+    def search_url(self) -> str:
+        return f"{self.base_url.rstrip('/')}/studies?limit=1"
+
+
+def _studies(response: Response) -> list[object] | str:
+    """The parsed array of datasets, or what is wrong with the body."""
+    if not response.complete:
+        return f"QIDO-RS response larger than max_body_bytes ({len(response.body)} bytes read)"
+    try:
+        studies = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError):
+        return f"QIDO-RS response is not JSON ({len(response.body)} bytes)"
+    if not isinstance(studies, list):
+        return f"QIDO-RS response is JSON but not an array (a {type(studies).__name__})"
+    if not all(isinstance(study, dict) for study in studies):
+        return "QIDO-RS response is an array but not of datasets"
+    return studies
+
+
+def _judge(response: Response, values: dict[str, float]) -> CheckOutcome:
+    if response.status == 204:
+        return CheckOutcome.ok("QIDO-RS 204 No Content (no studies)", values)
+    if response.status != 200:
+        got = f"{response.status} {response.reason}".rstrip()
+        return CheckOutcome.fail(
+            FailureReason.HTTP_STATUS, f"QIDO-RS got {got}, expected 200 or 204", values
+        )
+    studies = _studies(response)
+    if isinstance(studies, str):
+        return CheckOutcome.fail(FailureReason.PROTOCOL, studies, values)
+    noun = "study" if len(studies) == 1 else "studies"
+    return CheckOutcome.ok(f"QIDO-RS 200 OK, {len(studies)} {noun}", values)
+
+
+def run(config: Config, deadline: Deadline) -> CheckOutcome:
+    """Search for one study; judge the answer's status and shape."""
+    values: dict[str, float] = {}
+    try:
+        headers = {name: value for name, (value, _) in resolve_headers(config.headers).items()}
+        if not any(name.lower() == "accept" for name in headers):
+            headers["Accept"] = MEDIA_TYPE
+        response = request(
+            config, config.search_url, headers=headers, deadline=deadline, values=values
+        )
+    except ProbeFailure as failure:
+        return failure.outcome(values)
+    return _judge(response, values)
