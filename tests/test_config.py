@@ -130,7 +130,7 @@ def test_no_warning_when_interval_fits_budget(tmp_path: Path) -> None:
     assert coarse_interval_warnings(load_config(path)) == []
 
 
-@pytest.mark.parametrize("name", ["example.yaml", "demo.yaml"])
+@pytest.mark.parametrize("name", ["example.yaml", "demo.yaml", "desktop.yaml"])
 def test_shipped_configs_are_valid(name: str, tmp_path: Path) -> None:
     """config/example.yaml (every option) and the demo config validate."""
     path = REPO / "config" / name
