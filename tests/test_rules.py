@@ -106,7 +106,8 @@ def test_burn_alerts_only_for_tiers_with_an_objective() -> None:
     assert len(alerts(document, "monai-slo:radiology-staging", "MonaiSloErrorBudgetBurn")) == 4
     workstation = "monai-slo:research-workstation"
     assert alerts(document, workstation, "MonaiSloErrorBudgetBurn") == []
-    assert len(alerts(document, workstation, "MonaiSloCheckDown")) == 1
+    # one per check: monai-label, jupyterlab, workstation-ssh
+    assert len(alerts(document, workstation, "MonaiSloCheckDown")) == 3
 
 
 def test_every_alert_carries_routing_labels_and_annotations() -> None:
