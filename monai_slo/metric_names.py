@@ -1,0 +1,69 @@
+"""The metric names monai-slo exposes, in one place: the collector, the dashboards and the
+tests read them from here. They are public interface (dashboards and alert rules depend on
+them): add names, never rename.
+
+Counters are named as their family (``monai_slo_check_runs``); the exposition, and so every
+PromQL query, adds ``_total`` (:func:`total`). Histograms likewise add ``_bucket``,
+``_sum`` and ``_count``.
+"""
+
+from __future__ import annotations
+
+PREFIX = "monai_slo_"
+
+SERVICE_LABELS = ("environment", "tier", "service")
+CHECK_LABELS = (*SERVICE_LABELS, "check", "kind")
+
+# Per check (labels CHECK_LABELS).
+CHECK_UP = "monai_slo_check_up"
+CHECK_DURATION_SECONDS = "monai_slo_check_duration_seconds"
+CHECK_LAST_RUN_TIMESTAMP_SECONDS = "monai_slo_check_last_run_timestamp_seconds"
+CHECK_RUNS = "monai_slo_check_runs"  # counter
+CHECK_FAILURES = "monai_slo_check_failures"  # counter, + reason
+CHECK_SKIPPED_RUNS = "monai_slo_check_skipped_runs"  # counter
+
+# Per service (labels SERVICE_LABELS).
+SERVICE_UP = "monai_slo_service_up"
+AVAILABILITY_RATIO = "monai_slo_availability_ratio"  # + window
+DATA_COVERAGE_RATIO = "monai_slo_data_coverage_ratio"  # + window
+OBJECTIVE_RATIO = "monai_slo_objective_ratio"
+SLO_WINDOW_SECONDS = "monai_slo_slo_window_seconds"
+ERROR_BUDGET_REMAINING_RATIO = "monai_slo_error_budget_remaining_ratio"
+BURN_RATE = "monai_slo_burn_rate"  # + window
+MAINTENANCE_ACTIVE = "monai_slo_maintenance_active"
+
+# The daemon itself.
+BUILD_INFO = "monai_slo_build_info"  # version
+CONFIG_LAST_RELOAD_SUCCESSFUL = "monai_slo_config_last_reload_successful"
+CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS = (
+    "monai_slo_config_last_reload_success_timestamp_seconds"
+)
+SCHEDULER_START_LATENESS_SECONDS = "monai_slo_scheduler_start_lateness_seconds"  # histogram
+SCHEDULER_MISSED_RUNS = "monai_slo_scheduler_missed_runs"  # counter
+STORE_ERRORS = "monai_slo_store_errors"  # counter, + operation
+
+# The gpu kind (CHECK_LABELS + gpu; checks.gpu emits them without PREFIX).
+GPU_COUNT = "monai_slo_gpu_count"  # no gpu label
+GPU_INFO = "monai_slo_gpu_info"  # + name, driver_version, cuda_version
+GPU_TEMPERATURE_CELSIUS = "monai_slo_gpu_temperature_celsius"
+GPU_TEMPERATURE_SLOWDOWN_CELSIUS = "monai_slo_gpu_temperature_slowdown_celsius"
+GPU_THROTTLE_ACTIVE = "monai_slo_gpu_throttle_active"  # + reason
+GPU_POWER_WATTS = "monai_slo_gpu_power_watts"
+GPU_MEMORY_USED_BYTES = "monai_slo_gpu_memory_used_bytes"
+GPU_MEMORY_TOTAL_BYTES = "monai_slo_gpu_memory_total_bytes"
+GPU_UTILIZATION_RATIO = "monai_slo_gpu_utilization_ratio"
+GPU_ECC_UNCORRECTED_VOLATILE_ERRORS = "monai_slo_gpu_ecc_uncorrected_volatile_errors"
+GPU_XID_EVENTS_SINCE_START = "monai_slo_gpu_xid_events_since_start"
+
+COUNTERS = (CHECK_RUNS, CHECK_FAILURES, CHECK_SKIPPED_RUNS, SCHEDULER_MISSED_RUNS, STORE_ERRORS)
+
+
+def total(counter: str) -> str:
+    """The sample name of a counter family, as PromQL sees it."""
+    assert counter in COUNTERS, f"{counter} is not a counter"
+    return f"{counter}_total"
+
+
+def bucket(histogram: str) -> str:
+    """The bucket series of a histogram family, for ``histogram_quantile``."""
+    return f"{histogram}_bucket"
