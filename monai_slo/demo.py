@@ -41,9 +41,9 @@ def run_demo(*, listen: str, storage: Path, duration: float | None, every: float
         out.print(
             f"monai-slo demo: PACS (C-ECHO) on 127.0.0.1:{pacs.port}, gateway on {flaky.url} "
             f"(down {DEMO_DOWN:g}s of every {DEMO_CYCLE:g}s)\n"
-            f"metrics: http://{listen}/metrics   history: {storage}\n"
-            "Ctrl-C stops. Status every "
-            f"{every:g}s; also try `monai-slo status -c config/demo.yaml`-style output below."
+            f"status page: http://{listen}/   metrics: http://{listen}/metrics\n"
+            f"history: {storage}\n"
+            f"Ctrl-C stops. The status table follows every {every:g}s.\n"
         )
         stop_printing = threading.Event()
 

@@ -70,8 +70,9 @@ class FlakyHttpPeer:
     def healthy(self) -> bool:
         if self.cycle <= 0:
             return True
+        # Up first, then down for the last ``down_for`` seconds of each cycle.
         phase = (time.monotonic() - self._origin) % self.cycle
-        return phase >= self.down_for
+        return phase < self.cycle - self.down_for
 
     @property
     def url(self) -> str:
