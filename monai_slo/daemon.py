@@ -54,7 +54,7 @@ class Daemon:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SloCollector(self.view))
         self.scheduler = CheckScheduler(self.runner.submit)
-        self.view.lateness = self.scheduler.lateness
+        self.view.lateness = self.runner.lateness
         self.view.missed = lambda: dict(self.scheduler.missed)
         host, port = parse_listen(config.listen)
         self.status_page = StatusPage(lambda: self.view.config, self.store, clock=clock)

@@ -19,6 +19,7 @@ from dataclasses import replace
 from monai_slo.checks import KINDS
 from monai_slo.checks.base import CheckOutcome, CheckResult, Deadline, FailureReason
 from monai_slo.config import CheckRef
+from monai_slo.scheduler import Lateness
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,14 @@ def execute(ref: CheckRef, clock: Callable[[], float] = time.time) -> CheckResul
 
 
 class _Run:
-    __slots__ = ("done", "ref", "started", "timestamp")
+    __slots__ = ("done", "due", "ref", "started", "timestamp")
 
     def __init__(self, ref: CheckRef, timestamp: float) -> None:
         self.ref = ref
         self.timestamp = timestamp
         self.started = time.monotonic()
         self.done = False  # a result (real or timeout) has been delivered
+        self.due: float | None = None
 
 
 class CheckRunner:
@@ -77,11 +79,17 @@ class CheckRunner:
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self.skipped: dict[tuple[str, str, str], int] = {}
+        self.lateness = Lateness()
+        """Start lateness against the schedule, including any wait for a free worker."""
         self._watchdog = threading.Thread(target=self._watch, name="check-watchdog", daemon=True)
         self._watchdog.start()
 
-    def submit(self, ref: CheckRef) -> bool:
-        """Start a run unless the previous one is still going (then count a skip)."""
+    def submit(self, ref: CheckRef, due: float | None = None) -> bool:
+        """Start a run unless the previous one is still going (then count a skip).
+
+        ``due`` (wall time the schedule wanted the run) feeds the start-lateness histogram,
+        measured when a worker actually starts the check.
+        """
         with self._lock:
             if self._closed:
                 return False
@@ -90,6 +98,7 @@ class CheckRunner:
                 log.warning("check %s still running, skipping this run", ref.label)
                 return False
             run = _Run(ref, self._clock())
+            run.due = due
             self._in_flight[ref.key] = run
         future = self._pool.submit(self._execute, run)
         future.add_done_callback(lambda f: self._finished(run, f))
@@ -104,6 +113,8 @@ class CheckRunner:
             deadline = run.started + run.ref.config.timeout + self._grace
             heapq.heappush(self._timers, (deadline, next(self._sequence), run))
             self._wake.notify()
+        if run.due is not None:
+            self.lateness.observe(max(0.0, time.time() - run.due))
         return execute(run.ref, self._clock)
 
     def in_flight(self) -> int:

@@ -60,9 +60,10 @@ class Lateness:
 
 
 class CheckScheduler:
-    def __init__(self, fire: Callable[[CheckRef], object]) -> None:
+    """Fires ``fire(ref, due)`` for each check, ``due`` being the wall time the run was due."""
+
+    def __init__(self, fire: Callable[[CheckRef, float], object]) -> None:
         self._fire = fire
-        self.lateness = Lateness()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=4)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -93,13 +94,11 @@ class CheckScheduler:
             )
 
     def _run(self, ref: CheckRef, anchor: float) -> None:
-        # Runs are due at anchor + k * interval; how far past the latest due time are we?
-        behind = time.time() - anchor
-        if behind >= 0:
-            # 10 ms of tolerance: a run fired a hair early is not a whole interval late.
-            due = math.floor((behind + 0.01) / ref.config.interval) * ref.config.interval
-            self.lateness.observe(max(0.0, behind - due))
-        self._fire(ref)
+        # Runs are due at anchor + k * interval; the latest such time is this run's.
+        behind = max(0.0, time.time() - anchor)
+        # 10 ms of tolerance: a run fired a hair early is not a whole interval late.
+        due = anchor + math.floor((behind + 0.01) / ref.config.interval) * ref.config.interval
+        self._fire(ref, due)
 
     def every(self, name: str, seconds: float, func: Callable[[], object]) -> None:
         self._scheduler.add_job(

@@ -384,7 +384,7 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str
 def test_watchdog_stops_when_the_real_scheduler_is_stuck() -> None:
     """A real CheckScheduler runs the heartbeat job; when every scheduler worker is blocked the
     heartbeat goes stale and WATCHDOG=1 stops; once the workers free up, pings resume."""
-    scheduler = CheckScheduler(lambda ref: None)
+    scheduler = CheckScheduler(lambda ref, due: None)
     heartbeat = systemd.Heartbeat()
     sent: list[str] = []
     period = 0.4
