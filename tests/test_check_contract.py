@@ -69,6 +69,22 @@ def closing() -> Iterator[int]:
     peer.close()
 
 
+@pytest.fixture
+def no_handshake() -> Iterator[int]:
+    """A port whose SYNs go unanswered: a listener with a full accept queue that never accepts
+    (the kernel drops further SYNs), the loopback stand-in for a firewalled host."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    filler = socket.create_connection(("127.0.0.1", port), timeout=1)
+    try:
+        yield port
+    finally:
+        filler.close()
+        listener.close()
+
+
 def _closed_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as sock:
         return int(sock.getsockname()[1])
@@ -79,6 +95,15 @@ def test_silent_peer_times_out_within_deadline(kind: str) -> None:
     """A peer that accepts and never answers: reason timeout, within timeout + grace."""
     with SilentListener() as silent:
         outcome, elapsed = _run(kind, _config(kind, **NETWORK[kind](silent.port)))
+    _assert_shape(outcome)
+    assert outcome.reason is FailureReason.TIMEOUT, outcome
+    assert elapsed <= TIMEOUT + GRACE
+
+
+@pytest.mark.parametrize("kind", sorted(NETWORK))
+def test_unanswered_handshake_times_out(kind: str, no_handshake: int) -> None:
+    """A port that never completes the TCP handshake: reason timeout, within the deadline."""
+    outcome, elapsed = _run(kind, _config(kind, **NETWORK[kind](no_handshake)))
     _assert_shape(outcome)
     assert outcome.reason is FailureReason.TIMEOUT, outcome
     assert elapsed <= TIMEOUT + GRACE
