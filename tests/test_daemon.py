@@ -304,3 +304,45 @@ def test_run_reload_and_terminate(tmp_path: Path) -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_reload_keeps_history_of_unchanged_checks(tmp_path: Path) -> None:
+    """A good reload adds and removes jobs without a restart; an unchanged check keeps its
+    history (same segment, no reset) and a removed check stops running and leaves /metrics."""
+    with HttpPeer() as web:
+        port = free_port()
+        a = f"          - {{name: a, kind: http, url: '{web.url}/'}}\n"
+        b = f"          - {{name: b, kind: tcp, host: 127.0.0.1, port: {web.port}}}\n"
+        c = f"          - {{name: c, kind: tcp, host: 127.0.0.1, port: {web.port}}}\n"
+        path = write_config(
+            tmp_path / "c.yaml", port, "      - name: web\n        checks:\n" + a + b
+        )
+        daemon = Daemon(load_config(path), reload_config=lambda: load_config(path))
+        daemon.start()
+        try:
+            key_a, key_b = ("radiology", "web", "a"), ("radiology", "web", "b")
+            wait_until(
+                lambda: (
+                    daemon.counters.runs.get(key_a, 0) >= 2
+                    and daemon.counters.runs.get(key_b, 0) >= 1
+                )
+            )
+            check_id = daemon.store.check_id(key_a)
+            first_start = daemon.store.segments([check_id], 0, time.time())[check_id][0].start
+            write_config(path, port, "      - name: web\n        checks:\n" + a + c)
+            assert daemon.reload()
+            runs_b = daemon.counters.runs[key_b]
+            runs_a = daemon.counters.runs[key_a]
+            wait_until(
+                lambda: daemon.counters.runs.get(("radiology", "web", "c"), 0) >= 2,
+                what="new check c",
+            )
+            wait_until(lambda: daemon.counters.runs[key_a] >= runs_a + 2, what="a keeps running")
+            assert daemon.counters.runs[key_b] <= runs_b + 1  # at most one run already in flight
+            segments = daemon.store.segments([check_id], 0, time.time())[check_id]
+            assert len(segments) == 1 and segments[0].start == first_start
+            s = scrape(port)
+            assert sample(s, "monai_slo_check_up", check="b") is None
+            assert sample(s, "monai_slo_check_up", check="c") == 1
+        finally:
+            daemon.stop()
