@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint pytest venv test-venv clean
+.PHONY: demo test lint pytest venv test-venv clean bench
 
 $(BIN)/monai-slo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ pytest: test-venv
 	$(BIN)/pytest
 
 test: lint pytest
+
+# Benchmarks beside their baselines (minutes; not part of test): make bench BENCH_ARGS=--quick
+bench: test-venv
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -6,6 +6,7 @@ SIGTERM and SIGINT stop cleanly after a last flush.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -29,6 +30,11 @@ from monai_slo.yaml_source import SourceError
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL = 3600.0
+# A /metrics scrape makes tens of thousands of short-lived objects; at Python's default
+# threshold (700) the cyclic collector runs over them, and over everything long-lived,
+# hundreds of times per scrape: ~40 ms of a ~110 ms scrape at 1,000 checks. What the daemon
+# makes is freed by reference counting; the collector only needs to run now and then.
+GC_THRESHOLD = (50_000, 20, 20)
 
 
 class Daemon:
@@ -126,6 +132,7 @@ class Daemon:
             systemd.notify(f"{prefix}STATUS={status}")
 
     def start(self) -> None:
+        gc.set_threshold(*GC_THRESHOLD)
         self.server.start()
         self.scheduler.schedule(self.config.checks())
         self.scheduler.every("flush", self.config.flush_interval, self.store.flush)

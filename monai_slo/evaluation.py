@@ -19,9 +19,12 @@ from monai_slo.slo import (
     window_stats,
 )
 from monai_slo.store import HistoryStore, LastResult, MaintenanceRow
+from monai_slo.timeline import TimelineCache
 
 # The burn-rate alert windows (SRE workbook) plus the SLO window itself.
 ALERT_WINDOWS: tuple[float, ...] = (300, 1800, 3600, 7200, 21600, 86400, 259200)
+# Past its timeout a run is recorded within the runner's grace; this much more is slack.
+SETTLE_SLACK = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,7 @@ class ServiceReport:
     slo_window: WindowReport
     budget_remaining: float | None
     checks: tuple[CheckReport, ...]
+    """Empty when evaluated with ``checks=False`` (as /metrics does)."""
     maintenance: tuple[Window, ...] = ()
     """Windows (config and CLI) overlapping the longest window up to now."""
     maintenance_active: bool = False
@@ -63,10 +67,25 @@ def window_label(seconds: float) -> str:
     return format_duration(seconds)
 
 
-def evaluate(config: Config, store: HistoryStore, now: float) -> list[ServiceReport]:
+def evaluate(
+    config: Config,
+    store: HistoryStore,
+    now: float,
+    *,
+    cache: TimelineCache | None = None,
+    checks: bool = True,
+) -> list[ServiceReport]:
+    """One report per service. ``cache`` (kept by /metrics between scrapes) reuses the
+    settled part of each timeline; ``checks=False`` leaves out the per-check reports and
+    their run counts (one query per check), which /metrics does not use."""
     longest = max((*ALERT_WINDOWS, *config.windows()))
     stored = store.maintenance(now - longest)
-    return [evaluate_service(service, store, now, stored) for service in config.services()]
+    if cache is not None:
+        cache.prefetch(store, now)
+    return [
+        evaluate_service(service, store, now, stored, cache=cache, checks=checks)
+        for service in config.services()
+    ]
 
 
 def maintenance_windows(
@@ -87,6 +106,9 @@ def evaluate_service(
     store: HistoryStore,
     now: float,
     stored_maintenance: Sequence[MaintenanceRow] | None = None,
+    *,
+    cache: TimelineCache | None = None,
+    checks: bool = True,
 ) -> ServiceReport:
     windows = sorted({*ALERT_WINDOWS, service.window})
     longest = windows[-1]
@@ -95,34 +117,43 @@ def evaluate_service(
     planned = maintenance_windows(service, stored_maintenance, now - longest, now)
     excluded = merge(planned)
     ids = [store.known_id(ref.key) for ref in service.checks]
-    segments_by_id = store.segments([i for i in ids if i is not None], now - longest, now)
-    per_check = [segments_by_id.get(i, []) if i is not None else [] for i in ids]
-    spans = service_timeline(per_check, now - longest, now)
+    # "now" is the end of the half-open window, so the current state is an instant before it.
+    if cache is None:
+        segments_by_id = store.segments([i for i in ids if i is not None], now - longest, now)
+        per_check = [segments_by_id.get(i, []) if i is not None else [] for i in ids]
+        spans = service_timeline(per_check, now - longest, now)
+        all_stats = [window_stats(spans, now, seconds, excluded) for seconds in windows]
+        current = state_at(spans, now - 1e-6)
+    else:
+        settle = max((ref.config.timeout for ref in service.checks), default=0.0) + SETTLE_SLACK
+        timeline, per_check = cache.timeline(
+            service.key, ids, store, now - longest, now, settle=settle
+        )
+        all_stats = [timeline.stats(now, seconds, excluded) for seconds in windows]
+        current = timeline.state_at(now - 1e-6)
     objective = None if service.objective is None else service.objective / 100
     reports = []
-    for seconds in windows:
-        stats = window_stats(spans, now, seconds, excluded)
+    for seconds, stats in zip(windows, all_stats, strict=True):
         rate = burn_rate(stats, objective) if objective is not None else None
         reports.append(WindowReport(window_label(seconds), stats, rate))
     slo_window = next(r for r in reports if r.stats.window == service.window)
     budget = error_budget_remaining(slo_window.stats, objective) if objective is not None else None
-    checks = []
-    for ref, check_id, segments in zip(service.checks, ids, per_check, strict=True):
-        last = store.last_result(check_id) if check_id is not None else None
-        check_state = _current_state(segments, now)
-        runs, failures = (
-            store.run_counts(check_id, now - service.window) if check_id is not None else (0, 0)
-        )
-        checks.append(CheckReport(ref, last, check_state, runs, failures))
-    # "now" is the end of the half-open window, so look an instant before it.
-    current = state_at(spans, now - 1e-6)
+    check_reports = []
+    if checks:
+        for ref, check_id, segments in zip(service.checks, ids, per_check, strict=True):
+            last = store.last_result(check_id) if check_id is not None else None
+            check_state = _current_state(segments, now)
+            runs, failures = (
+                store.run_counts(check_id, now - service.window) if check_id is not None else (0, 0)
+            )
+            check_reports.append(CheckReport(ref, last, check_state, runs, failures))
     return ServiceReport(
         service,
         current,
         tuple(reports),
         slo_window,
         budget,
-        tuple(checks),
+        tuple(check_reports),
         tuple(planned),
         any(window.active(now) for window in planned),
     )

@@ -22,6 +22,7 @@ from monai_slo.evaluation import evaluate
 from monai_slo.scheduler import Lateness
 from monai_slo.slo import State
 from monai_slo.store import HistoryStore
+from monai_slo.timeline import TimelineCache
 
 CHECK_LABELS = ["environment", "tier", "service", "check", "kind"]
 SERVICE_LABELS = ["environment", "tier", "service"]
@@ -83,6 +84,9 @@ def _extra_family(
 class SloCollector(Collector):
     def __init__(self, view: DaemonView) -> None:
         self.view = view
+        # Settled history is kept between scrapes (see monai_slo.timeline); scrapes take turns.
+        self._timelines = TimelineCache()
+        self._timelines_lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         view = self.view
@@ -211,7 +215,10 @@ class SloCollector(Collector):
             "1 while the service is in planned maintenance",
             labels=SERVICE_LABELS,
         )
-        for report in evaluate(config, self.view.store, now):
+        with self._timelines_lock:
+            self._timelines.forget({service.key for service in config.services()})
+            reports = evaluate(config, self.view.store, now, cache=self._timelines, checks=False)
+        for report in reports:
             service = report.service
             labels = [service.environment, service.tier, service.name]
             if report.state is not State.NO_DATA:

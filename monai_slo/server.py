@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
+from monai_slo.exposition import choose_encoder
 from monai_slo.web_config import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)

@@ -204,7 +204,11 @@ class HistoryStore:
             row = self._db.execute(
                 "SELECT id FROM checks WHERE environment=? AND service=? AND name=?", key
             ).fetchone()
-            return None if row is None else int(row[0])
+            if row is None:
+                return None
+            # Row ids never change: later calls (every /metrics scrape) skip the query.
+            self._ids[key] = int(row[0])
+            return self._ids[key]
 
     def _load_open_segments(self) -> None:
         rows = self._db.execute(

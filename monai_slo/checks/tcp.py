@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -150,6 +152,73 @@ def tls_context(
     return context
 
 
+# Files a context was built from: (path, (inode, device, size, mtime)) each.
+_Signature = tuple[tuple[str, tuple[int, int, int, int] | None], ...]
+_CONTEXT_CACHE_SIZE = 64
+_contexts: OrderedDict[
+    tuple[str | None, bool, str | None, str | None], tuple[_Signature, ssl.SSLContext]
+] = OrderedDict()
+_contexts_lock = threading.Lock()
+
+
+def _file_state(path: str | None) -> tuple[int, int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns)
+
+
+def _signature(
+    ca_file: Path | None, client_cert: Path | None, client_key: Path | None
+) -> _Signature:
+    paths: list[str | None] = [str(p) if p else None for p in (ca_file, client_cert, client_key)]
+    if ca_file is None:
+        # The system store: the bundle file and the hashed directory OpenSSL reads.
+        defaults = ssl.get_default_verify_paths()
+        paths += [defaults.cafile, defaults.capath]
+    return tuple((path or "", _file_state(path)) for path in paths)
+
+
+def shared_tls_context(
+    *,
+    ca_file: Path | None = None,
+    verify: bool = True,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> ssl.SSLContext:
+    """:func:`tls_context`, built once and shared for as long as its files are unchanged.
+
+    Loading the system CA bundle costs ~25 ms of CPU, more than the rest of an HTTPS check;
+    a context is reused until a file it was built from (CA bundle or directory, client
+    certificate or key) changes inode, size or modification time, so a rotated file is
+    still picked up at the next run. Callers must not change the context they get.
+    """
+    key = (
+        str(ca_file) if ca_file else None,
+        verify,
+        str(client_cert) if client_cert else None,
+        str(client_key) if client_key else None,
+    )
+    signature = _signature(ca_file, client_cert, client_key)
+    with _contexts_lock:
+        found = _contexts.get(key)
+        if found is not None and found[0] == signature:
+            _contexts.move_to_end(key)
+            return found[1]
+    context = tls_context(
+        ca_file=ca_file, verify=verify, client_cert=client_cert, client_key=client_key
+    )
+    with _contexts_lock:
+        _contexts[key] = (signature, context)
+        _contexts.move_to_end(key)
+        while len(_contexts) > _CONTEXT_CACHE_SIZE:
+            _contexts.popitem(last=False)
+    return context
+
+
 def tls_handshake(
     sock: socket.socket, context: ssl.SSLContext, server_name: str, deadline: Deadline
 ) -> ssl.SSLSocket:
@@ -269,7 +338,9 @@ def run(config: Config, deadline: Deadline) -> CheckOutcome:
     values: dict[str, float] = {}
     try:
         context = (
-            tls_context(ca_file=config.ca_file, verify=config.tls_verify) if config.tls else None
+            shared_tls_context(ca_file=config.ca_file, verify=config.tls_verify)
+            if config.tls
+            else None
         )
         sock = connect(config.host, config.port, deadline)
         if context is None:
