@@ -257,15 +257,28 @@ def _origin(url: str) -> tuple[str, str, int]:
 
 
 class Response:
-    """One request on one fresh connection: what came back (body up to the limit)."""
+    """One request on one fresh connection: what came back (body up to the limit).
+
+    ``location`` and ``charset`` are read from the headers only when asked for: most checks
+    need neither, and each costs a pass of the email header machinery.
+    """
 
     def __init__(self) -> None:
         self.status = 0
         self.reason = ""
-        self.location: str | None = None
         self.body = b""
         self.complete = True
-        self.charset = "utf-8"
+        self.headers: http.client.HTTPMessage | None = None
+
+    @property
+    def location(self) -> str | None:
+        found = self.headers.get_all("Location") if self.headers is not None else None
+        return ", ".join(found) if found else None
+
+    @property
+    def charset(self) -> str:
+        found = self.headers.get_content_charset() if self.headers is not None else None
+        return found or "utf-8"
 
 
 def _send(
@@ -364,8 +377,7 @@ def _exchange(
         result.status = response.status
         values["http_status_code"] = float(response.status)
         result.reason = response.reason
-        result.location = response.getheader("Location")
-        result.charset = response.headers.get_content_charset() or "utf-8"
+        result.headers = response.headers
         phase.now = "reading the body"
         result.body, result.complete = _read_body(response, config.max_body_bytes)
     finally:
