@@ -13,6 +13,7 @@ from pathlib import Path
 from monai_slo import __version__
 from monai_slo.checks.base import CheckResult
 from monai_slo.config import CheckRef, Config, coarse_interval_warnings, config_path, load_config
+from monai_slo.safe_text import CleanFormatter
 from monai_slo.yaml_source import SourceError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -21,10 +22,9 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), handlers=[handler])
     # APScheduler narrates every job run at INFO; its warnings (missed runs) still show.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
     # pynetdicom logs every refused or rejected association at ERROR with tracebacks; the check's
