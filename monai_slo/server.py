@@ -1,13 +1,41 @@
-"""The HTTP listener: /metrics, /-/healthy, /-/ready, and the status page at /."""
+"""The HTTP listener: /metrics, /-/healthy, /-/ready, and the status page at /.
+
+The listener must keep answering Prometheus while hostile or broken clients connect, and must
+never take from the checks what they need (threads, CPU, file descriptors), or the monitor records
+false downtime. So:
+
+* One event-loop thread accepts connections and reads request heads (and does TLS handshakes)
+  without blocking: a client that dribbles its request costs a descriptor and a small buffer, not
+  a thread. The whole head must arrive within an absolute deadline (``REQUEST_DEADLINE``), not a
+  per-``recv`` timeout that one byte a second keeps resetting.
+* Complete requests go to a fixed pool of worker threads (``WORKERS``); answers are written under
+  an absolute deadline too.
+* Open connections are capped well below the descriptor limit (``connection_limit``). When the cap
+  is reached the *oldest connection still sending its head* is closed to make room: a real scraper
+  sends its request within milliseconds of connecting, so the connections that have had their
+  chance longest are the slow ones. Refusing new connections instead would let a flood of slow
+  clients lock Prometheus out.
+* When ``accept`` fails for want of descriptors the loop backs off instead of spinning, and at start
+  the soft descriptor limit is raised toward the hard one where the platform allows.
+* Dropped clients are logged at debug level, with a one-line summary at most once a minute.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import logging
+import os
+import queue
+import selectors
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -17,65 +45,100 @@ from monai_slo.web_config import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
 
-
 _OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})
 
+REQUEST_DEADLINE = 5.0  # seconds from accept to a complete request head, TLS handshake included
+RESPONSE_DEADLINE = 10.0  # seconds to write an answer
+WORKERS = 8  # threads that answer complete requests; bcrypt may hold at most half of them
+MAX_HEAD = 16 * 1024  # bytes of request line and headers; Prometheus sends a few hundred
+MAX_CONNECTIONS = 512  # a metrics endpoint needs a handful; more is only ever an attack
+MIN_CONNECTIONS = 16
+TARGET_OPEN_FILES = 65536  # the soft limit raised at start, at most to the hard limit
+_ACCEPT_BATCH = 64  # accepts per loop turn, so reading existing clients keeps pace
+_ACCEPT_BACKOFF = 0.1  # seconds without accepting after EMFILE and the like
+_REPORT_EVERY = 60.0  # seconds between summaries of dropped clients
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbusy\n"
+_TOO_LARGE = (
+    b"HTTP/1.0 431 Request Header Fields Too Large\r\n"
+    b"Content-Length: 10\r\nConnection: close\r\n\r\ntoo large\n"
+)
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    registry: CollectorRegistry
-    ready: Callable[[], bool]
-    page: Callable[[], bytes] | None
-    tls: ssl.SSLContext | None = None
-    auth: BasicAuth = BasicAuth({})
-    extra_headers: dict[str, str] = {}  # noqa: RUF012 -- replaced per instance, never mutated
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        if self.tls is not None:
-            # The handshake happens in the handler thread (with its timeout), so a client that
-            # stalls in it cannot hold up the accept loop.
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, address
+def raise_open_file_limit() -> tuple[int, int] | None:
+    """Raise the soft RLIMIT_NOFILE toward the hard limit (at most ``TARGET_OPEN_FILES``) and
+    return (soft, hard) as they are afterwards; None where the platform has no such limit.
+
+    Under the systemd unit the call is filtered (``SystemCallFilter=~@resources``) and
+    ``LimitNOFILE=`` sets the limit instead; a refusal leaves the limit as it was.
+    """
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = TARGET_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, TARGET_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:
+            log.debug("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return soft, hard
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+def connection_limit(open_files: int | None) -> int:
+    """Connections the listener keeps open at most: a quarter of the soft descriptor limit, so
+    three quarters stay for checks, the history store and logging; between 16 and 512."""
+    if open_files is None or open_files <= 0:
+        return MAX_CONNECTIONS
+    return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, open_files // 4))
+
+
+@dataclass(eq=False)
+class _Conn:
+    sock: socket.socket
+    address: Any
+    deadline: float
+    head: bytearray = field(default_factory=bytearray)
+    handshaking: bool = False
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    """Answers one request whose head the event loop has already read."""
+
+    server: _App  # type: ignore[assignment]  # not a socketserver: the listener's state
     server_version = "monai-slo"
-    timeout = 10  # a client that dribbles its request gets cut off, not a thread forever
+
+    def __init__(self, conn: _Conn, app: _App) -> None:
+        self._conn = conn
+        super().__init__(conn.sock, conn.address, app)  # type: ignore[arg-type]
 
     def setup(self) -> None:
-        super().setup()
-        self._handshake_failed = False
-        if isinstance(self.request, ssl.SSLSocket):
-            try:
-                self.request.do_handshake()
-            except (OSError, ssl.SSLError) as exc:
-                log.debug("TLS handshake with %s failed: %s", self.client_address[0], exc)
-                self._handshake_failed = True
+        self.connection = self.request
+        self.rfile = io.BytesIO(bytes(self._conn.head))
+        self.wfile = _DeadlineWriter(self._conn.sock, time.monotonic() + RESPONSE_DEADLINE)
 
-    def handle(self) -> None:
-        if not self._handshake_failed:
-            super().handle()
+    def version_string(self) -> str:
+        return self.server_version  # not the Python version: nothing for a scanner to match
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         # Liveness and readiness reveal nothing and must answer kubelet and systemd probes,
         # which carry no credentials; everything else needs them when basic auth is on.
-        if path not in _OPEN_PATHS and not self.server.auth.allows(
-            self.headers.get("Authorization")
-        ):
-            self._send(
-                401,
-                b"unauthorized\n",
-                "text/plain",
-                {"WWW-Authenticate": 'Basic realm="monai-slo"'},
-            )
-            return
+        if path not in _OPEN_PATHS and self.server.auth.enabled:
+            verdict = self.server.auth.check(self.headers.get("Authorization"))
+            if verdict == "busy":
+                self._send(503, b"authentication busy\n", "text/plain", {"Retry-After": "1"})
+                return
+            if verdict != "ok":
+                self._send(
+                    401,
+                    b"unauthorized\n",
+                    "text/plain",
+                    {"WWW-Authenticate": 'Basic realm="monai-slo"'},
+                )
+                return
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             try:
@@ -117,6 +180,73 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
+class _DeadlineWriter(io.BufferedIOBase):
+    """Collects the answer and sends it in one go on flush, all of it by one deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._pending: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any, /) -> int:
+        chunk = bytes(data)
+        self._pending.append(chunk)
+        return len(chunk)
+
+    def flush(self) -> None:
+        data, self._pending = b"".join(self._pending), []
+        view = memoryview(data)
+        while view:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("answer not taken within the deadline")
+            self._sock.settimeout(remaining)
+            sent = self._sock.send(view[:65536])
+            view = view[sent:]
+
+
+@dataclass
+class _App:
+    """What a request handler needs: the registry, the page, readiness and access control."""
+
+    registry: CollectorRegistry
+    ready: Callable[[], bool]
+    page: Callable[[], bytes] | None
+    auth: BasicAuth
+    extra_headers: dict[str, str]
+
+
+class _Drops:
+    """Counts dropped clients by cause; logs one summary line at most every minute."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._next_report = time.monotonic() + _REPORT_EVERY
+
+    def add(self, cause: str, address: Any = None, detail: object = None) -> None:
+        if address is not None:
+            log.debug("dropped client %s: %s (%s)", _host(address), cause, detail or "-")
+        with self._lock:
+            self._counts[cause] = self._counts.get(cause, 0) + 1
+            now = time.monotonic()
+            if now < self._next_report:
+                return
+            counts, self._counts = self._counts, {}
+            self._next_report = now + _REPORT_EVERY
+        log.warning(
+            "listener dropped clients in the last minute: %s",
+            ", ".join(f"{count} {name}" for name, count in sorted(counts.items())),
+        )
+
+
+def _host(address: Any) -> str:
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
+
+
 class MetricsServer:
     def __init__(
         self,
@@ -128,25 +258,278 @@ class MetricsServer:
         page: Callable[[], bytes] | None = None,
         web: WebConfig | None = None,
     ) -> None:
-        server_type = _Server6 if ":" in host else _Server
-        self._server = server_type((host, port), _Handler)
-        self._server.registry = registry
-        self._server.ready = ready
-        self._server.page = page
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if os.name != "nt":  # on Windows SO_REUSEADDR lets another process steal the port
+                self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((host, port))
+            self._listener.listen(socket.SOMAXCONN)
+            self._listener.setblocking(False)
+        except OSError:
+            self._listener.close()
+            raise
+        self._tls: ssl.SSLContext | None = None
+        auth, headers = BasicAuth({}), {}
         if web is not None:
-            self._server.tls = web.ssl_context()
-            self._server.auth = BasicAuth(dict(web.basic_auth_users))
-            self._server.extra_headers = dict(web.http_server_config.headers)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+            self._tls = web.ssl_context()
+            auth = BasicAuth(dict(web.basic_auth_users))
+            headers = dict(web.http_server_config.headers)
+        self._app = _App(registry, ready, page, auth, headers)
+        self.max_connections = MAX_CONNECTIONS
+        self._open = 0  # connections accepted and not yet closed, in every stage
+        self._open_lock = threading.Lock()
+        self._reading: dict[_Conn, None] = {}  # insertion order: oldest first
+        self._work: queue.Queue[_Conn | None] = queue.Queue(maxsize=self.max_connections)
+        self._drops = _Drops()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="http", daemon=True)
+        self._workers = [
+            threading.Thread(target=self._serve, name=f"http-worker-{n}", daemon=True)
+            for n in range(WORKERS)
+        ]
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._listener.getsockname()[1])
 
     def start(self) -> None:
+        limits = raise_open_file_limit()
+        self.max_connections = connection_limit(limits[0] if limits else None)
+        log.debug(
+            "listener: at most %d connections, %.0f s to send a request (open-file limit %s)",
+            self.max_connections,
+            REQUEST_DEADLINE,
+            limits[0] if limits else "unknown",
+        )
+        for worker in self._workers:
+            worker.start()
         self._thread.start()
 
     def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() would wait forever on a loop never started
-            self._server.shutdown()
-        self._server.server_close()
+        self._stopping.set()
+        self._wake()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        if self._thread.ident is not None:
+            # Waiting requests are dropped; each idle worker then takes one stop marker.
+            while True:
+                try:
+                    conn = self._work.get_nowait()
+                except queue.Empty:
+                    break
+                if conn is not None:
+                    self._close(conn)
+            for _ in self._workers:
+                self._work.put(None)
+            for worker in self._workers:
+                worker.join(1)
+        for conn in list(self._reading):
+            self._close(conn)
+        self._reading.clear()
+        self._selector.close()
+        self._listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # The event loop: accept, TLS handshake, read request heads, enforce deadlines.
+
+    def _loop(self) -> None:
+        selector = self._selector
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        listening = False
+        resume_at = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            # At the limit a new client can still come in by evicting a slow one; if every
+            # slot is being answered the kernel's backlog holds newcomers until one is free.
+            can_accept = now >= resume_at and (
+                self._open < self.max_connections or bool(self._reading)
+            )
+            if can_accept != listening:
+                self._listen(can_accept)
+                listening = can_accept
+            timeout = 1.0
+            if self._reading:
+                timeout = min(timeout, next(iter(self._reading)).deadline - now)
+            if now < resume_at:
+                timeout = min(timeout, resume_at - now)
+            events = selector.select(max(timeout, 0.0))
+            accept = False
+            for key, _ in events:
+                if key.fileobj is self._listener:
+                    accept = True
+                elif key.fileobj is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        while self._wake_r.recv(4096):
+                            pass
+                else:
+                    self._progress(key.data)
+            if accept:
+                resume_at = self._accept(resume_at)
+            self._expire(time.monotonic())
+        if listening:
+            self._listen(False)
+
+    def _listen(self, on: bool) -> None:
+        if on:
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
+        else:
+            self._selector.unregister(self._listener)
+
+    def _accept(self, resume_at: float) -> float:
+        for _ in range(_ACCEPT_BATCH):
+            if self._open >= self.max_connections:
+                if not self._reading:
+                    return resume_at  # every slot is being answered: leave the rest queued
+                self._drop(next(iter(self._reading)), "evicted (connection limit)")
+            try:
+                sock, address = self._listener.accept()
+            except BlockingIOError:
+                return resume_at
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    # The backlog keeps the connection; the descriptors are the checks' first.
+                    self._drops.add("deferred (out of descriptors)")
+                    return time.monotonic() + _ACCEPT_BACKOFF
+                self._drops.add("accept failed", "?", exc)
+                return resume_at
+            with self._open_lock:
+                self._open += 1
+            conn = _Conn(sock, address, time.monotonic() + REQUEST_DEADLINE)
+            try:
+                sock.setblocking(False)
+                if self._tls is not None:
+                    conn.sock = self._tls.wrap_socket(
+                        sock, server_side=True, do_handshake_on_connect=False
+                    )
+                    conn.handshaking = True
+                self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+            except (OSError, ValueError) as exc:
+                self._close(conn)
+                self._drops.add("setup failed", address, exc)
+                continue
+            self._reading[conn] = None
+            self._progress(conn)
+        return resume_at
+
+    def _progress(self, conn: _Conn) -> None:
+        if conn not in self._reading:
+            return  # closed earlier in this turn; its descriptor may already be reused
+        if conn.handshaking and not self._handshake(conn):
+            return
+        while self._read(conn):
+            pass
+
+    def _read(self, conn: _Conn) -> bool:
+        """Takes what has arrived; True while more may be waiting."""
+        try:
+            data = conn.sock.recv(8192)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except ssl.SSLWantWriteError:
+            self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            return False
+        except (OSError, ValueError) as exc:
+            self._drop(conn, "read failed", exc)
+            return False
+        return self._received(conn, data)
+
+    def _received(self, conn: _Conn, data: bytes) -> bool:
+        if not data:
+            self._drop(conn, "closed before its request")
+            return False
+        start = max(0, len(conn.head) - 2)
+        conn.head += data
+        if b"\n\r\n" in conn.head[start:] or b"\n\n" in conn.head[start:]:
+            self._dispatch(conn)
+            return False
+        if len(conn.head) > MAX_HEAD:
+            self._reply_and_drop(conn, _TOO_LARGE, "request head too large")
+            return False
+        return True
+
+    def _handshake(self, conn: _Conn) -> bool:
+        """Advances the TLS handshake; True once it is done."""
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._selector.modify(sock, selectors.EVENT_READ, conn)
+            return False
+        except ssl.SSLWantWriteError:
+            self._selector.modify(sock, selectors.EVENT_WRITE, conn)
+            return False
+        except (OSError, ValueError) as exc:
+            self._drop(conn, "TLS handshake failed", exc)
+            return False
+        conn.handshaking = False
+        self._selector.modify(sock, selectors.EVENT_READ, conn)
+        return True
+
+    def _dispatch(self, conn: _Conn) -> None:
+        del self._reading[conn]
+        self._selector.unregister(conn.sock)
+        try:
+            conn.sock.setblocking(True)
+            self._work.put_nowait(conn)
+        except queue.Full:
+            self._reply_and_drop(conn, _BUSY, "workers busy")
+        except (OSError, ValueError) as exc:
+            self._close(conn)
+            self._drops.add("read failed", conn.address, exc)
+
+    def _expire(self, now: float) -> None:
+        while self._reading:
+            oldest = next(iter(self._reading))
+            if oldest.deadline > now:
+                return
+            self._drop(oldest, "request not complete within the deadline")
+
+    def _drop(self, conn: _Conn, cause: str, detail: object = None) -> None:
+        self._close(conn)
+        self._drops.add(cause, conn.address, detail)
+
+    def _reply_and_drop(self, conn: _Conn, answer: bytes, cause: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            conn.sock.setblocking(False)
+            conn.sock.send(answer)  # best effort: a small answer fits the send buffer
+        self._drop(conn, cause)
+
+    def _close(self, conn: _Conn) -> None:
+        if self._reading.pop(conn, False) is None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(conn.sock)
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+        with self._open_lock:
+            self._open -= 1
+            was_full = self._open + 1 >= self.max_connections
+        if was_full and threading.current_thread() is not self._thread:
+            self._wake()  # the loop may have stopped accepting at the limit
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    # Workers: answer complete requests.
+
+    def _serve(self) -> None:
+        while True:
+            conn = self._work.get()
+            if conn is None:
+                return
+            try:
+                _Handler(conn, self._app)
+            except (OSError, ValueError) as exc:  # the client went away or stopped reading
+                self._drops.add("answer not delivered", conn.address, exc)
+            except Exception as exc:
+                log.warning("request from %s failed: %r", _host(conn.address), exc)
+                log.debug("request failure", exc_info=True)
+            finally:
+                self._close(conn)

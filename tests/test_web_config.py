@@ -140,7 +140,7 @@ def test_client_certificates_required(
     [
         (
             "basic_auth_users:\n  alice: hunter2\n",
-            "web.yml:1: basic_auth_users.alice: expected a bcrypt hash ($2y$...)",
+            "web.yml:2: basic_auth_users.alice: expected a bcrypt hash ($2y$...)",
         ),
         (
             "tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /etc/hostname\n",
