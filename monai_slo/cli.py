@@ -14,7 +14,8 @@ from monai_slo import __version__
 from monai_slo.checks.base import CheckResult
 from monai_slo.config import CheckRef, Config, coarse_interval_warnings, config_path, load_config
 from monai_slo.safe_text import CleanFormatter
-from monai_slo.yaml_source import SourceError
+from monai_slo.store import StoreError, storage_warnings
+from monai_slo.yaml_source import SourceError, SourceIssue
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -35,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except SourceError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:  # one line naming the file and what to do; it is left as found
+        print(exc, file=sys.stderr)
         return EXIT_CONFIG
 
 
@@ -121,14 +125,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(config_path(args.config))
+    return _load_path(config_path(args.config))
+
+
+def _load_path(path: Path) -> Config:
+    """load_config, with any failure a config error naming the file, never a traceback."""
+    try:
+        return load_config(path)
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError([SourceIssue(str(path), None, "", f"cannot load: {exc!r}")]) from exc
 
 
 def _run(args: argparse.Namespace) -> int:
     from monai_slo.daemon import Daemon
 
     path = config_path(args.config)
-    config = load_config(path)
+    config = _load_path(path)
     if args.listen:
         config = _with_listen(config, args.listen)
     for warning in coarse_interval_warnings(config):
@@ -193,7 +207,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     config = _load(args)
-    for warning in coarse_interval_warnings(config):
+    for warning in [*coarse_interval_warnings(config), *storage_warnings(config.storage)]:
         print(f"warning: {warning}", file=sys.stderr)
     services = sum(1 for _ in config.services())
     checks = sum(1 for _ in config.checks())

@@ -162,15 +162,23 @@ def config_path(explicit: str | None) -> Path:
 
 
 def load_config(path: Path, text: str | None = None) -> Config:
-    """Load and validate; raises SourceError listing every problem found."""
+    """Load and validate; raises SourceError listing every problem found.
+
+    Hostile files (deep nesting, alias bombs, huge files) are refused by
+    :func:`~monai_slo.yaml_source.load_yaml` within bounded time and memory.
+    """
     source = load_yaml(path, text)
     if not isinstance(source.data, Mapping):
         raise SourceError([source.issue((), "expected a mapping with an 'environments' list")])
     try:
         spec = ConfigSpec.model_validate(source.data)
+        return _build(source, spec, path)
     except ValidationError as exc:
         raise SourceError(_issues(source, (), exc, ConfigSpec)) from exc
-    return _build(source, spec, path)
+    except (RecursionError, MemoryError) as exc:  # the YAML bounds make this unreachable
+        raise SourceError(
+            [SourceIssue(str(path), None, "", f"cannot load: {type(exc).__name__}")]
+        ) from exc
 
 
 def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:

@@ -1,7 +1,9 @@
 """The daemon: config -> scheduler -> runner -> history + live counters -> /metrics.
 
-SIGHUP reloads the config (a bad new config keeps the old one running and says why);
-SIGTERM and SIGINT stop cleanly after a last flush.
+SIGHUP reloads the config (a bad new config, whatever is wrong with it, keeps the old one
+running and says why in one log line); SIGTERM and SIGINT stop cleanly after a last flush.
+History faults while running leave the daemon checking and serving (see monai_slo.store);
+/-/ready is false while the history cannot be written.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from monai_slo.runner import CheckRunner
 from monai_slo.scheduler import CheckScheduler
 from monai_slo.server import MetricsServer
 from monai_slo.status_page import StatusPage
-from monai_slo.store import HistoryStore
+from monai_slo.store import DAEMON_READ_WAIT, DAEMON_WRITE_WAIT, HistoryStore
 from monai_slo.yaml_source import SourceError
 
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL = 3600.0
+# PRAGMA quick_check reads the whole file: ~0.1 s for 30 days of 1,000 checks.
+INTEGRITY_INTERVAL = 3600.0
 # A /metrics scrape makes tens of thousands of short-lived objects; at Python's default
 # threshold (700) the cyclic collector runs over them, and over everything long-lived,
 # hundreds of times per scrape: ~40 ms of a ~110 ms scrape at 1,000 checks. What the daemon
@@ -47,7 +51,14 @@ class Daemon:
     ) -> None:
         self._reload_config = reload_config
         self.clock = clock
-        self.store = HistoryStore(config.storage, retention=config.retention)
+        # Raises StoreError (one line naming the path) when the history cannot be used.
+        self.store = HistoryStore(
+            config.storage,
+            retention=config.retention,
+            write_wait=DAEMON_WRITE_WAIT,
+            read_wait=DAEMON_READ_WAIT,
+            clock=clock,
+        )
         self.counters = LiveCounters()
         self.runner = CheckRunner(config.workers, self._record, clock=clock)
         self.view = DaemonView(
@@ -103,7 +114,7 @@ class Daemon:
         )
 
     def _ready(self) -> bool:
-        return self._started and not self._stop.is_set()
+        return self._started and not self._stop.is_set() and self.store.healthy()
 
     def _beat(self) -> None:
         """The heartbeat job: proves the scheduler runs jobs; keeps systemd's STATUS= current."""
@@ -137,6 +148,7 @@ class Daemon:
         self.scheduler.schedule(self.config.checks())
         self.scheduler.every("flush", self.config.flush_interval, self.store.flush)
         self.scheduler.every("prune", PRUNE_INTERVAL, lambda: self.store.prune(self.clock()))
+        self.scheduler.every("integrity", INTEGRITY_INTERVAL, self.store.check_integrity)
         watchdog_period = systemd.watchdog_period()
         self.scheduler.every("heartbeat", systemd.heartbeat_interval(watchdog_period), self._beat)
         self.scheduler.start()
@@ -159,9 +171,13 @@ class Daemon:
         systemd.notify(systemd.reloading_message())
         try:
             new = self._reload_config()
-        except SourceError as exc:
+        except Exception as exc:  # any failure, not only a bad file, keeps the running config
             self.view.reload_successful = False
-            log.error("config reload failed, keeping the running config:\n%s", exc)
+            if isinstance(exc, SourceError) and len(exc.issues) > 1:
+                log.error("config reload failed, keeping the running config:\n%s", exc)
+            else:
+                reason = str(exc) if isinstance(exc, SourceError) else _one_line(exc)
+                log.error("config reload failed, keeping the running config: %s", reason)
             self._notify_status("READY=1\n")
             return False
         if new.storage != self.config.storage or new.listen != self.config.listen:
@@ -227,3 +243,9 @@ class Daemon:
         self.server.stop()
         self.store.close()
         log.info("monai-slo stopped")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An unexpected error as one log line: its type and first line, no traceback."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

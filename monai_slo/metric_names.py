@@ -41,6 +41,9 @@ CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS = (
 SCHEDULER_START_LATENESS_SECONDS = "monai_slo_scheduler_start_lateness_seconds"  # histogram
 SCHEDULER_MISSED_RUNS = "monai_slo_scheduler_missed_runs"  # counter
 STORE_ERRORS = "monai_slo_store_errors"  # counter, + operation
+STORE_HEALTHY = "monai_slo_store_healthy"  # 1 while history writes work
+STORE_BUFFERED_RECORDS = "monai_slo_store_buffered_records"  # waiting for a write
+STORE_DROPPED_RECORDS = "monai_slo_store_dropped_records"  # counter: buffer full
 
 # The gpu kind (CHECK_LABELS + gpu; checks.gpu emits them without PREFIX).
 GPU_COUNT = "monai_slo_gpu_count"  # no gpu label
@@ -55,7 +58,14 @@ GPU_UTILIZATION_RATIO = "monai_slo_gpu_utilization_ratio"
 GPU_ECC_UNCORRECTED_VOLATILE_ERRORS = "monai_slo_gpu_ecc_uncorrected_volatile_errors"
 GPU_XID_EVENTS_SINCE_START = "monai_slo_gpu_xid_events_since_start"
 
-COUNTERS = (CHECK_RUNS, CHECK_FAILURES, CHECK_SKIPPED_RUNS, SCHEDULER_MISSED_RUNS, STORE_ERRORS)
+COUNTERS = (
+    CHECK_RUNS,
+    CHECK_FAILURES,
+    CHECK_SKIPPED_RUNS,
+    SCHEDULER_MISSED_RUNS,
+    STORE_ERRORS,
+    STORE_DROPPED_RECORDS,
+)
 
 
 def total(counter: str) -> str:

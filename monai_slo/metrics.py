@@ -125,9 +125,24 @@ class SloCollector(Collector):
             "Failed history database operations since start (results stay in memory meanwhile)",
             labels=["operation"],
         )
-        for operation, count in sorted(view.store.errors.items()):
+        for operation, count in sorted(view.store.error_counts().items()):
             store_errors.add_metric([operation], count)
         yield store_errors
+        yield GaugeMetricFamily(
+            "monai_slo_store_healthy",
+            "1 while the history database is written normally (0: failing or damaged)",
+            value=1 if view.store.healthy() else 0,
+        )
+        yield GaugeMetricFamily(
+            "monai_slo_store_buffered_records",
+            "Changed segments and hourly run counters waiting for a history write",
+            value=view.store.buffered(),
+        )
+        yield CounterMetricFamily(
+            "monai_slo_store_dropped_records",
+            "Buffered records never written because the buffer was full",
+            value=view.store.dropped,
+        )
 
     def _checks(self, config: Config) -> Iterator[Metric]:
         up = GaugeMetricFamily(

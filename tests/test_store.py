@@ -112,12 +112,11 @@ def test_clock_stepping_back_never_rewrites_history(tmp_path: Path) -> None:
 def test_failed_flush_keeps_results_for_the_next_try(tmp_path: Path) -> None:
     """A write error keeps results in memory; they are written once writing works again."""
     path = tmp_path / "h.sqlite"
-    store = HistoryStore(path)
+    store = HistoryStore(path, write_wait=0)
     store.record(KEY, "tcp", _result(100), staleness=25)
     blocker = sqlite3.connect(path, isolation_level=None, timeout=0)
     blocker.execute("PRAGMA busy_timeout=0")
     blocker.execute("BEGIN EXCLUSIVE")
-    store._db.execute("PRAGMA busy_timeout=0")
     assert store.flush() is False
     assert store.errors == {"write": 1}
     blocker.execute("ROLLBACK")
