@@ -199,6 +199,39 @@ def storage_warnings(path: Path) -> list[str]:
     return []
 
 
+_WRITABLE = "make it writable by the daemon's user or set storage: to another path"
+
+
+def _check_path(path: Path) -> None:
+    """Raise StoreError for a path the daemon cannot create or write; changes nothing but
+    creating missing directories."""
+    if path.is_dir():
+        raise StoreError(path, "is a directory", "set storage: to a file path")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise StoreError(path, f"{path.parent} is not a directory", _WRITABLE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            path, f"cannot create its directory {path.parent}: {exc.strerror}", _WRITABLE
+        ) from exc
+    if path.exists():
+        try:
+            problem = _header_problem(path)
+            with path.open("r+b"):
+                pass  # opened for writing, nothing written
+        except OSError as exc:
+            raise StoreError(
+                path, f"cannot be opened for writing: {exc.strerror}", _WRITABLE
+            ) from exc
+        if problem is not None:
+            raise StoreError(path, problem, "move it aside or set storage: to another path")
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreError(
+            path, f"cannot be created: directory {path.parent} is not writable", _WRITABLE
+        )
+
+
 class HistoryStore:
     """Thread-safe: the scheduler records and flushes, the collector and CLI read.
 
@@ -288,30 +321,8 @@ class HistoryStore:
     @staticmethod
     def _connect(path: Path, wait: float) -> sqlite3.Connection:
         """The writing connection, after checking the file without changing it."""
-        remedy = "make it writable by the daemon's user or set storage: to another path"
-        if path.is_dir():
-            raise StoreError(path, "is a directory", "set storage: to a file path")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                path, f"cannot create its directory {path.parent}: {exc.strerror}", remedy
-            ) from exc
-        if path.exists():
-            try:
-                problem = _header_problem(path)
-                with path.open("r+b"):
-                    pass  # opened for writing, nothing written
-            except OSError as exc:
-                raise StoreError(
-                    path, f"cannot be opened for writing: {exc.strerror}", remedy
-                ) from exc
-            if problem is not None:
-                raise StoreError(path, problem, "move it aside or set storage: to another path")
-        elif not os.access(path.parent, os.W_OK | os.X_OK):
-            raise StoreError(
-                path, f"cannot be created: directory {path.parent} is not writable", remedy
-            )
+        remedy = _WRITABLE
+        _check_path(path)
         try:
             db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -706,11 +717,21 @@ class HistoryStore:
         """PRAGMA quick_check on the file (reads only); damage is logged, counted and stops
         writes. A busy database is tried again next time."""
         try:
-            with self._read_lock:
-                problems = [row[0] for row in self._reader.execute("PRAGMA quick_check(3)")]
+            # A connection of its own: a long-lived one may answer from pages it cached
+            # before the file was damaged.
+            checker = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True)
+            try:
+                checker.execute(f"PRAGMA busy_timeout={int(DAEMON_READ_WAIT * 1000)}")
+                checker.execute("PRAGMA query_only=1")
+                problems = [row[0] for row in checker.execute("PRAGMA quick_check(3)")]
+            finally:
+                checker.close()
         except sqlite3.Error as exc:
             if _is_busy(exc):
                 return True
+            if not _is_corrupt(exc):  # e.g. the file was removed: say so, keep writing
+                self._failed("integrity", exc)
+                return False
             problems = [str(exc)]
         if problems == ["ok"]:
             return True
