@@ -413,10 +413,13 @@ class HistoryStore:
         writable = not self.read_only and self._failing_since is None and self._corrupt is None
         if writable and self._write_lock.acquire(blocking=False):
             try:
+                # No waiting for another process's lock here: a worker is recording.
+                self._db.execute("PRAGMA busy_timeout=0")
                 check_id = self._insert_check(key, kind)
             except sqlite3.Error as exc:
                 self._failed("register", exc)
             finally:
+                self._db.execute(f"PRAGMA busy_timeout={int(self.write_wait * 1000)}")
                 self._write_lock.release()
         with self._lock:
             found = self._ids.get(key)

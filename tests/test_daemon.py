@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monai_slo.config import load_config
+from monai_slo.config import Config, load_config
 from monai_slo.daemon import Daemon
 from monai_slo.evaluation import evaluate_service
 from monai_slo.slo import State
@@ -344,5 +344,44 @@ def test_reload_keeps_history_of_unchanged_checks(tmp_path: Path) -> None:
             s = scrape(port)
             assert sample(s, "monai_slo_check_up", check="b") is None
             assert sample(s, "monai_slo_check_up", check="c") == 1
+        finally:
+            daemon.stop()
+
+
+def test_reload_keeps_the_running_config_on_any_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not only a bad file: any exception while reloading keeps the running config, sets
+    monai_slo_config_last_reload_successful to 0 and logs one line without a traceback."""
+    with HttpPeer() as web:
+        path = write_config(
+            tmp_path / "c.yaml",
+            0,
+            "      - name: web\n        checks:\n"
+            f"          - {{name: a, kind: tcp, host: 127.0.0.1, port: {web.port}}}\n",
+        )
+        config = load_config(path)
+
+        def broken() -> Config:
+            raise RecursionError("maximum recursion depth exceeded\nand more")
+
+        daemon = Daemon(config, reload_config=broken)
+        daemon.start()
+        try:
+            with caplog.at_level("ERROR", logger="monai_slo.daemon"):
+                assert daemon.reload() is False
+            assert daemon.config is config
+            assert daemon.registry.get_sample_value("monai_slo_config_last_reload_successful") == 0
+            (record,) = [r for r in caplog.records if "reload failed" in r.getMessage()]
+            assert record.getMessage() == (
+                "config reload failed, keeping the running config: "
+                "RecursionError: maximum recursion depth exceeded"
+            )
+            assert record.exc_info is None
+            runs = daemon.counters.runs.get(("radiology", "web", "a"), 0)
+            wait_until(
+                lambda: daemon.counters.runs.get(("radiology", "web", "a"), 0) > runs,
+                what="checks after the failed reload",
+            )
         finally:
             daemon.stop()

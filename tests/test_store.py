@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from monai_slo.checks.base import CheckResult, FailureReason
 from monai_slo.slo import Segment
 from monai_slo.store import HistoryStore
@@ -139,3 +141,91 @@ def test_read_only_readers_never_write(tmp_path: Path) -> None:
     reader.close()
     reader.flush()  # a no-op for readers
     assert (path.stat().st_mtime_ns, path.stat().st_size) == before
+
+
+def test_recording_never_waits_for_a_locked_database(tmp_path: Path) -> None:
+    """While another connection holds the write lock, a flush gives up within its wait and
+    record() (new checks included) returns at once; everything is written afterwards."""
+    import threading
+    import time
+
+    path = tmp_path / "h.sqlite"
+    store = HistoryStore(path, write_wait=0.1)
+    store.record(KEY, "tcp", _result(100), staleness=25)
+    assert store.flush()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    flushing = threading.Thread(target=store.flush)
+    started = time.monotonic()
+    flushing.start()
+    new_key = ("prod", "pacs", "new")
+    slowest = 0.0
+    for at in range(110, 200, 10):
+        before = time.monotonic()
+        store.record(KEY, "tcp", _result(at, at < 150), staleness=25)
+        store.record(new_key, "tcp", _result(at), staleness=25)
+        slowest = max(slowest, time.monotonic() - before)
+    flushing.join()
+    assert time.monotonic() - started < 1.0
+    assert slowest < 0.05
+    assert store.flush() is False
+    assert sum(store.errors.values()) >= 2
+    assert store.healthy()  # a held lock is not a failure until LOCK_GRACE
+    blocker.execute("ROLLBACK")
+    assert store.flush() is True
+    store.close()
+    reopened = HistoryStore(path)
+    assert _segments(reopened, 200) == [Segment(100, 150, True), Segment(150, 200, False)]
+    new_id = reopened.known_id(new_key)
+    assert new_id is not None and new_id > 0
+    assert reopened.run_counts(new_id, 0) == (9, 0)
+
+
+def test_recent_history_is_read_from_memory_and_equals_the_file(tmp_path: Path) -> None:
+    """Reads within the recent span touch no database; older reads match what memory says."""
+    import time
+
+    path = tmp_path / "h.sqlite"
+    now = time.time()
+    store = HistoryStore(path)
+    for offset in range(-3000, 0, 10):
+        store.record(KEY, "tcp", _result(now + offset, offset % 300 != 0), staleness=25)
+    store.flush()
+    check_id = store.check_id(KEY)
+    statements: list[str] = []
+    store._reader.set_trace_callback(statements.append)
+    recent = store.segments([check_id], now - 600, now)[check_id]
+    assert statements == []
+    fresh = HistoryStore(path, read_only=True)
+    assert recent == fresh.segments([check_id], now - 600, now)[check_id]
+    assert store.segments([check_id], now - 3600, now) == fresh.segments(
+        [check_id], now - 3600, now
+    )
+
+
+def test_the_buffer_is_bounded_and_drops_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_BUFFERED records waiting for a write the oldest are dropped and counted;
+    reads still see every result; the newest are written once writing works."""
+    from monai_slo import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_BUFFERED", 50)
+    path = tmp_path / "h.sqlite"
+    store = HistoryStore(path, write_wait=0)
+    store.record(KEY, "tcp", _result(0), staleness=25)
+    assert store.flush()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    for at in range(10, 1010, 10):  # flapping: every result opens a segment
+        store.record(KEY, "tcp", _result(at, (at // 10) % 2 == 0), staleness=25)
+        assert store.buffered() <= 50
+    assert store.flush() is False
+    assert store.dropped > 0
+    assert len(_segments(store, 1010)) == 101  # memory keeps what the file will not get
+    blocker.execute("ROLLBACK")
+    assert store.flush() is True
+    assert store.buffered() == 0
+    store.close()
+    written = _segments(HistoryStore(path), 1010)
+    assert written[-1] == Segment(1000, 1010, True)
