@@ -23,6 +23,7 @@ from monai_slo.checks import host
 from monai_slo.checks.base import Deadline
 from monai_slo.config import Config
 from monai_slo.hostinfo import HostProbe
+from monai_slo.safe_text import cell
 from monai_slo.tables import console
 from monai_slo.tiers import TierName
 
@@ -80,8 +81,8 @@ def conformance_table(assessed: list[tuple[Target, host.Assessment]]) -> Table:
                 target.tier,
                 name,
                 requirement.source,
-                requirement.expected,
-                requirement.measured,
+                cell(requirement.expected),
+                cell(requirement.measured),
                 _result(requirement),
             )
     table.caption = f"spec: MONAI Deploy Operating Environments ({SPEC_FILE})"

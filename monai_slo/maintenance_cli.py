@@ -12,6 +12,7 @@ from monai_slo.config import Config, Service
 from monai_slo.durations import format_duration
 from monai_slo.evaluation import ALERT_WINDOWS, maintenance_windows
 from monai_slo.maintenance import utc
+from monai_slo.safe_text import cell
 from monai_slo.store import HistoryStore, MaintenanceRow
 from monai_slo.tables import console
 
@@ -124,7 +125,7 @@ def list_windows(config: Config, *, past: float) -> int:
                 utc(window.end),
                 state,
                 "config" if window.id is None else "cli",
-                window.reason,
+                cell(window.reason),
             )
     console().print(table)
     return EXIT_OK

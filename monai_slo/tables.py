@@ -13,6 +13,7 @@ from monai_slo.checks.base import CheckResult
 from monai_slo.config import CheckRef
 from monai_slo.durations import format_duration
 from monai_slo.evaluation import ServiceReport
+from monai_slo.safe_text import cell
 from monai_slo.slo import State
 from monai_slo.tiers import MONTH_SECONDS, TIERS, YEAR_SECONDS, allowed_downtime
 
@@ -48,7 +49,7 @@ def check_table(results: Sequence[tuple[CheckRef, CheckResult]]) -> Table:
             "[green]ok[/]" if result.success else "[bold red]FAIL[/]",
             f"{result.duration * 1000:.1f} ms",
             result.reason or "",
-            result.detail,
+            cell(result.detail),
         )
     return table
 
@@ -129,7 +130,7 @@ def service_checks_table(reports: Iterable[ServiceReport]) -> Table:
                 "never" if last is None else _ago(last.timestamp),
                 "" if last is None else f"{last.duration * 1000:.1f} ms",
                 f"{percent(ok_ratio, 2)} of {check.runs}",
-                "" if last is None or last.success else f"{last.reason}: {last.detail}",
+                "" if last is None or last.success else cell(f"{last.reason}: {last.detail}"),
             )
     return table
 

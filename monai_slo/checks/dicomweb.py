@@ -73,6 +73,8 @@ def _studies(response: Response) -> list[object] | str:
         studies = json.loads(response.body)
     except (ValueError, UnicodeDecodeError):
         return f"QIDO-RS response is not JSON ({len(response.body)} bytes)"
+    except RecursionError:  # a peer's nesting is a malformed answer, not our error
+        return f"QIDO-RS response is JSON nested too deeply to read ({len(response.body)} bytes)"
     if not isinstance(studies, list):
         return f"QIDO-RS response is JSON but not an array (a {type(studies).__name__})"
     if not all(isinstance(study, dict) for study in studies):

@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import Field, FilePath, field_validator, model_validator
 
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.patterns import Pattern, Regex, compiled
 from monai_slo.checks.secrets import SecretRef, SecretUnavailable
 from monai_slo.checks.tcp import (
     CERT_EXPIRY,
@@ -109,8 +110,8 @@ class Config(CheckConfig):
     expect_status: Annotated[list[StatusCode], Field(min_length=1)] = Field(
         default_factory=lambda: [200]
     )
-    body_regex: str | None = Field(
-        default=None, description="Python regular expression searched for in the body."
+    body_regex: Regex | None = Field(
+        default=None, description="Regular expression (RE2 syntax) searched for in the body."
     )
     headers: dict[str, SecretRef] = Field(
         default_factory=dict,
@@ -137,16 +138,6 @@ class Config(CheckConfig):
     def _http_url(cls, value: str) -> str:
         return check_url(value)
 
-    @field_validator("body_regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        return value
-
     @field_validator("headers")
     @classmethod
     def _header_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
@@ -161,9 +152,8 @@ class Config(CheckConfig):
         return self
 
     @property
-    def pattern(self) -> re.Pattern[str] | None:
-        # re caches compiled patterns, so this is cheap per run.
-        return re.compile(self.body_regex) if self.body_regex is not None else None
+    def pattern(self) -> Pattern | None:
+        return compiled(self.body_regex) if self.body_regex is not None else None
 
 
 class _DeadlineReader(io.RawIOBase):

@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 
 from monai_slo import __version__
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.patterns import Regex, compiled
 from monai_slo.checks.tcp import ProbeFailure, connect, format_host
 
 # softwareversion is printable US-ASCII without spaces or minus signs (RFC 4253 4.2).
@@ -41,7 +42,7 @@ class Config(CheckConfig):
     kind: Literal["ssh"]
     host: Annotated[str, Field(min_length=1, max_length=253)]
     port: Annotated[int, Field(ge=1, le=65535)] = 22
-    expect_banner_regex: str | None = Field(
+    expect_banner_regex: Regex | None = Field(
         default=None,
         description="Regular expression searched in the identification line, "
         "e.g. '^SSH-2\\.0-OpenSSH_9'.",
@@ -55,16 +56,6 @@ class Config(CheckConfig):
         if any(ch.isspace() for ch in host) or "/" in host or not host:
             raise ValueError(f"expected a host name or IP address, got {value!r}")
         return host
-
-    @field_validator("expect_banner_regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
 
 
 def _printable(data: bytes) -> str:
@@ -211,9 +202,9 @@ def run(config: Config, deadline: Deadline) -> CheckOutcome:
             identification = read_identification(sock, deadline, where)
             elapsed = time.monotonic() - started
             proto, software = _parse(identification, where)
-            if config.expect_banner_regex is not None and not re.search(
-                config.expect_banner_regex, identification
-            ):
+            if config.expect_banner_regex is not None and not compiled(
+                config.expect_banner_regex
+            ).search(identification):
                 raise ProbeFailure(
                     FailureReason.BODY_MISMATCH,
                     f"identification of {where} {_show(identification.encode())} does not "
