@@ -17,7 +17,8 @@ false downtime. So:
   clients lock Prometheus out.
 * When ``accept`` fails for want of descriptors the loop backs off instead of spinning, and at start
   the soft descriptor limit is raised toward the hard one where the platform allows.
-* Dropped clients are logged at debug level, with a one-line summary at most once a minute.
+* Dropped clients are logged at debug level, with a one-line summary at most once a minute
+  (the first at once).
 """
 
 from __future__ import annotations
@@ -220,16 +221,22 @@ class _App:
 
 
 class _Drops:
-    """Counts dropped clients by cause; logs one summary line at most every minute."""
+    """Counts clients dropped by the listener's limits; logs one summary line at most every
+    minute, the first at once."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
-        self._next_report = time.monotonic() + _REPORT_EVERY
+        self._next_report = 0.0  # the first drop is reported at once
 
-    def add(self, cause: str, address: Any = None, detail: object = None) -> None:
+    def add(
+        self, cause: str, address: Any = None, detail: object = None, *, summarise: bool = True
+    ) -> None:
+        """``summarise=False`` for what ordinary clients do too (hang up, reset): debug only."""
         if address is not None:
             log.debug("dropped client %s: %s (%s)", _host(address), cause, detail or "-")
+        if not summarise:
+            return
         with self._lock:
             self._counts[cause] = self._counts.get(cause, 0) + 1
             now = time.monotonic()
@@ -238,7 +245,8 @@ class _Drops:
             counts, self._counts = self._counts, {}
             self._next_report = now + _REPORT_EVERY
         log.warning(
-            "listener dropped clients in the last minute: %s",
+            "listener dropped clients (next summary in %.0f s): %s",
+            _REPORT_EVERY,
             ", ".join(f"{count} {name}" for name, count in sorted(counts.items())),
         )
 
@@ -435,13 +443,13 @@ class MetricsServer:
             self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
             return False
         except (OSError, ValueError) as exc:
-            self._drop(conn, "read failed", exc)
+            self._drop(conn, "read failed", exc, summarise=False)
             return False
         return self._received(conn, data)
 
     def _received(self, conn: _Conn, data: bytes) -> bool:
         if not data:
-            self._drop(conn, "closed before its request")
+            self._drop(conn, "closed before its request", summarise=False)
             return False
         start = max(0, len(conn.head) - 2)
         conn.head += data
@@ -482,7 +490,7 @@ class MetricsServer:
             self._reply_and_drop(conn, _BUSY, "workers busy")
         except (OSError, ValueError) as exc:
             self._close(conn)
-            self._drops.add("read failed", conn.address, exc)
+            self._drops.add("read failed", conn.address, exc, summarise=False)
 
     def _expire(self, now: float) -> None:
         while self._reading:
@@ -491,9 +499,11 @@ class MetricsServer:
                 return
             self._drop(oldest, "request not complete within the deadline")
 
-    def _drop(self, conn: _Conn, cause: str, detail: object = None) -> None:
+    def _drop(
+        self, conn: _Conn, cause: str, detail: object = None, *, summarise: bool = True
+    ) -> None:
         self._close(conn)
-        self._drops.add(cause, conn.address, detail)
+        self._drops.add(cause, conn.address, detail, summarise=summarise)
 
     def _reply_and_drop(self, conn: _Conn, answer: bytes, cause: str) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -527,7 +537,7 @@ class MetricsServer:
             try:
                 _Handler(conn, self._app)
             except (OSError, ValueError) as exc:  # the client went away or stopped reading
-                self._drops.add("answer not delivered", conn.address, exc)
+                self._drops.add("answer not delivered", conn.address, exc, summarise=False)
             except Exception as exc:
                 log.warning("request from %s failed: %r", _host(conn.address), exc)
                 log.debug("request failure", exc_info=True)
