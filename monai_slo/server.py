@@ -8,8 +8,10 @@ false downtime. So:
   without blocking: a client that dribbles its request costs a descriptor and a small buffer, not
   a thread. The whole head must arrive within an absolute deadline (``REQUEST_DEADLINE``), not a
   per-``recv`` timeout that one byte a second keeps resetting.
-* Complete requests go to a fixed pool of worker threads (``WORKERS``); answers are written under
-  an absolute deadline too.
+* Complete requests go to a fixed pool of worker threads (``WORKERS``). A worker builds the
+  answer and sends what the socket takes at once; the loop sends the rest as the client reads
+  it, under an absolute deadline (``RESPONSE_DEADLINE``), so a client that stops reading a large
+  ``/metrics`` holds no worker.
 * Open connections are capped well below the descriptor limit (``connection_limit``). When the cap
   is reached the *oldest connection still sending its head* is closed to make room: a real scraper
   sends its request within milliseconds of connecting, so the connections that have had their
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 _OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})
 
 REQUEST_DEADLINE = 5.0  # seconds from accept to a complete request head, TLS handshake included
-RESPONSE_DEADLINE = 10.0  # seconds to write an answer
+RESPONSE_DEADLINE = 10.0  # seconds for the client to take in an answer the socket could not
 WORKERS = 8  # threads that answer complete requests; bcrypt may hold at most half of them
 MAX_HEAD = 16 * 1024  # bytes of request line and headers; Prometheus sends a few hundred
 MAX_CONNECTIONS = 512  # a metrics endpoint needs a handful; more is only ever an attack
@@ -103,6 +105,9 @@ class _Conn:
     deadline: float
     head: bytearray = field(default_factory=bytearray)
     handshaking: bool = False
+    out: memoryview = field(
+        default_factory=lambda: memoryview(b"")
+    )  # the rest of the answer, while the loop writes it
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -118,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.connection = self.request
         self.rfile = io.BytesIO(bytes(self._conn.head))
-        self.wfile = _DeadlineWriter(self._conn.sock, time.monotonic() + RESPONSE_DEADLINE)
+        self.answer = self.wfile = _Answer()
 
     def version_string(self) -> str:
         return self.server_version  # not the Python version: nothing for a scanner to match
@@ -181,32 +186,22 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-class _DeadlineWriter(io.BufferedIOBase):
-    """Collects the answer and sends it in one go on flush, all of it by one deadline."""
+class _Answer(io.BufferedIOBase):
+    """Collects the answer: it is sent without blocking, by the worker and then the loop."""
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        self._sock = sock
-        self._deadline = deadline
-        self._pending: list[bytes] = []
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any, /) -> int:
         chunk = bytes(data)
-        self._pending.append(chunk)
+        self._chunks.append(chunk)
         return len(chunk)
 
-    def flush(self) -> None:
-        data, self._pending = b"".join(self._pending), []
-        view = memoryview(data)
-        while view:
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("answer not taken within the deadline")
-            self._sock.settimeout(remaining)
-            sent = self._sock.send(view[:65536])
-            view = view[sent:]
+    def value(self) -> bytes:
+        return b"".join(self._chunks)
 
 
 @dataclass
@@ -287,7 +282,10 @@ class MetricsServer:
         self.max_connections = MAX_CONNECTIONS
         self._open = 0  # connections accepted and not yet closed, in every stage
         self._open_lock = threading.Lock()
-        self._reading: dict[_Conn, None] = {}  # insertion order: oldest first
+        # Insertion order is deadline order: the oldest first.
+        self._reading: dict[_Conn, None] = {}  # TLS handshake or request head under way
+        self._writing: dict[_Conn, None] = {}  # answers the client has not taken in yet
+        self._replies: queue.SimpleQueue[_Conn] = queue.SimpleQueue()  # workers to the loop
         self._work: queue.Queue[_Conn | None] = queue.Queue(maxsize=self.max_connections)
         self._drops = _Drops()
         self._selector = selectors.DefaultSelector()
@@ -336,9 +334,11 @@ class MetricsServer:
                 self._work.put(None)
             for worker in self._workers:
                 worker.join(1)
-        for conn in list(self._reading):
+        for conn in [*self._reading, *self._writing]:
+            self._forget(conn)
             self._close(conn)
-        self._reading.clear()
+        while not self._replies.empty():
+            self._close(self._replies.get())
         self._selector.close()
         self._listener.close()
         self._wake_r.close()
@@ -362,26 +362,36 @@ class MetricsServer:
                 self._listen(can_accept)
                 listening = can_accept
             timeout = 1.0
-            if self._reading:
-                timeout = min(timeout, next(iter(self._reading)).deadline - now)
+            for waiting in (self._reading, self._writing):
+                if waiting:
+                    timeout = min(timeout, next(iter(waiting)).deadline - now)
             if now < resume_at:
                 timeout = min(timeout, resume_at - now)
             events = selector.select(max(timeout, 0.0))
             accept = False
             for key, _ in events:
                 if key.fileobj is self._listener:
-                    accept = True
-                elif key.fileobj is self._wake_r:
-                    with contextlib.suppress(OSError):
-                        while self._wake_r.recv(4096):
-                            pass
+                    accept = True  # after the clients already in: they go first
                 else:
-                    self._progress(key.data)
+                    self._event(key)
             if accept:
                 resume_at = self._accept(resume_at)
             self._expire(time.monotonic())
         if listening:
             self._listen(False)
+
+    def _event(self, key: selectors.SelectorKey) -> None:
+        if key.fileobj is self._wake_r:
+            with contextlib.suppress(OSError):
+                while self._wake_r.recv(4096):
+                    pass
+            self._take_replies()
+        elif key.data in self._writing:
+            if self._write(key.data):
+                self._forget(key.data)
+                self._close(key.data)
+        else:
+            self._progress(key.data)
 
     def _listen(self, on: bool) -> None:
         if on:
@@ -484,37 +494,68 @@ class MetricsServer:
         del self._reading[conn]
         self._selector.unregister(conn.sock)
         try:
-            conn.sock.setblocking(True)
             self._work.put_nowait(conn)
         except queue.Full:
             self._reply_and_drop(conn, _BUSY, "workers busy")
-        except (OSError, ValueError) as exc:
-            self._close(conn)
-            self._drops.add("read failed", conn.address, exc, summarise=False)
 
     def _expire(self, now: float) -> None:
         while self._reading:
             oldest = next(iter(self._reading))
             if oldest.deadline > now:
-                return
+                break
             self._drop(oldest, "request not complete within the deadline")
+        while self._writing:
+            oldest = next(iter(self._writing))
+            if oldest.deadline > now:
+                break
+            self._drop(oldest, "answer not taken within the deadline")
+
+    def _take_replies(self) -> None:
+        """Answers the workers could not send at once: the loop waits for the client."""
+        while not self._replies.empty():
+            conn = self._replies.get()
+            conn.deadline = time.monotonic() + RESPONSE_DEADLINE
+            try:
+                self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+            except (OSError, ValueError) as exc:
+                self._close(conn)
+                self._drops.add("answer not delivered", conn.address, exc, summarise=False)
+                continue
+            self._writing[conn] = None
+
+    def _write(self, conn: _Conn) -> bool:
+        """Sends what the socket takes without blocking; True once the connection is done
+        with (all sent, or the client gone)."""
+        while conn.out:
+            try:
+                sent = conn.sock.send(conn.out[:65536])
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return False
+            except (OSError, ValueError) as exc:
+                self._drops.add("answer not delivered", conn.address, exc, summarise=False)
+                return True
+            conn.out = conn.out[sent:]
+        return True
 
     def _drop(
         self, conn: _Conn, cause: str, detail: object = None, *, summarise: bool = True
     ) -> None:
+        self._forget(conn)
         self._close(conn)
         self._drops.add(cause, conn.address, detail, summarise=summarise)
 
     def _reply_and_drop(self, conn: _Conn, answer: bytes, cause: str) -> None:
         with contextlib.suppress(OSError, ValueError):
-            conn.sock.setblocking(False)
             conn.sock.send(answer)  # best effort: a small answer fits the send buffer
         self._drop(conn, cause)
 
-    def _close(self, conn: _Conn) -> None:
-        if self._reading.pop(conn, False) is None:
+    def _forget(self, conn: _Conn) -> None:
+        """The loop stops watching a connection (loop thread only)."""
+        if self._reading.pop(conn, False) is None or self._writing.pop(conn, False) is None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(conn.sock)
+
+    def _close(self, conn: _Conn) -> None:
         with contextlib.suppress(OSError):
             conn.sock.close()
         with self._open_lock:
@@ -535,11 +576,16 @@ class MetricsServer:
             if conn is None:
                 return
             try:
-                _Handler(conn, self._app)
-            except (OSError, ValueError) as exc:  # the client went away or stopped reading
-                self._drops.add("answer not delivered", conn.address, exc, summarise=False)
+                conn.out = memoryview(_Handler(conn, self._app).answer.value())
             except Exception as exc:
                 log.warning("request from %s failed: %r", _host(conn.address), exc)
                 log.debug("request failure", exc_info=True)
-            finally:
                 self._close(conn)
+                continue
+            # Most answers fit the socket's buffer; a client slow to take in the rest is
+            # the loop's to wait for, under a deadline, not a worker's.
+            if self._write(conn) or self._stopping.is_set():
+                self._close(conn)
+            else:
+                self._replies.put(conn)
+                self._wake()

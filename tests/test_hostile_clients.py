@@ -563,3 +563,35 @@ def test_wrong_password_flood_leaves_checks_on_time(tmp_path: Path, healthy_peer
     assert lateness(m.after, "2.5") - lateness(m.before, "2.5") == runs
     assert set(statuses) <= {401, 503}, set(statuses)
     assert m.cpu < _auth_slots() + 0.5, f"daemon used {m.cpu:.2f} cores"
+
+
+def test_clients_that_stop_reading_hold_no_worker() -> None:
+    """More clients than the listener has workers ask for a 16 MB page and never read it: a
+    scrape on its own connection still completes within 2 s (the rest of their answers is the
+    event loop's to send, not a worker's), and the listener stops cleanly."""
+    from prometheus_client import CollectorRegistry
+
+    from monai_slo.server import WORKERS, MetricsServer
+
+    page = b"x" * (16 * 2**20)  # more than loopback's socket buffers take in
+    server = MetricsServer(
+        "127.0.0.1", 0, CollectorRegistry(), ready=lambda: True, page=lambda: page
+    )
+    server.start()
+    stalled: list[socket.socket] = []
+    try:
+        for _ in range(WORKERS + 2):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            stalled.append(sock)
+        wait_until(lambda: len(server._writing) >= WORKERS, what="answers left to the loop")
+        for path in ("/metrics", "/-/healthy"):
+            answer = get(server.port, path, timeout=10)
+            assert answer.status == 200 and answer.seconds <= SCRAPE_BOUND, (path, answer.seconds)
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.stop()
