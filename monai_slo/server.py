@@ -401,10 +401,9 @@ class MetricsServer:
 
     def _accept(self, resume_at: float) -> float:
         for _ in range(_ACCEPT_BATCH):
-            if self._open >= self.max_connections:
-                if not self._reading:
-                    return resume_at  # every slot is being answered: leave the rest queued
-                self._drop(next(iter(self._reading)), "evicted (connection limit)")
+            full = self._open >= self.max_connections
+            if full and not self._reading:
+                return resume_at  # every slot is being answered: leave the rest queued
             try:
                 sock, address = self._listener.accept()
             except BlockingIOError:
@@ -416,6 +415,8 @@ class MetricsServer:
                     return time.monotonic() + _ACCEPT_BACKOFF
                 self._drops.add("accept failed", "?", exc)
                 return resume_at
+            if full:
+                self._drop(next(iter(self._reading)), "evicted (connection limit)")
             with self._open_lock:
                 self._open += 1
             conn = _Conn(sock, address, time.monotonic() + REQUEST_DEADLINE)
@@ -448,6 +449,8 @@ class MetricsServer:
         try:
             data = conn.sock.recv(8192)
         except (BlockingIOError, ssl.SSLWantReadError):
+            if self._selector.get_key(conn.sock).events != selectors.EVENT_READ:
+                self._selector.modify(conn.sock, selectors.EVENT_READ, conn)  # after a TLS write
             return False
         except ssl.SSLWantWriteError:
             self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
