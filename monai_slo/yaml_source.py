@@ -63,41 +63,68 @@ class YamlSource:
 
 # A hostile file must cost bounded time and memory and give a message, never a crash.
 # A real config nests under 10 levels (environments > services > checks > a check's keys);
-# 64 leaves room for any hand-written one. libyaml itself stops at 1,000 levels, and the
-# pure-Python composer recurses once per level, so without a bound deep nesting exhausts
-# Python's stack (RecursionError).
+# 64 leaves room for any hand-written one. Refused while composing, as the parser goes:
+# Python's composer recurses once per level (1,000 levels exhaust its stack), and both
+# scanners rescan every open flow level at each token (libyaml, which stops at 1,000
+# levels, took 10 s on a 1.2 MB file 999 levels deep before this bound).
 MAX_DEPTH = 64
 # Nodes after expanding aliases: a 1,000-check config has ~15,000, so 250,000 allows
 # 15,000 checks. A 342-byte "billion laughs" file (nine aliases of nine, nine levels)
 # expands to 387 million nodes; it is refused before anything is expanded.
 MAX_NODES = 250_000
-# A 1,000-check config is ~150 kB; a file of 16 MiB is refused unread (a stray log, a device).
+# A 1,000-check config is ~100 kB; a file over 16 MiB is refused unread (a log, a device).
 MAX_BYTES = 16 * 1024 * 1024
+# libyaml's own messages for larger files: the pure-Python parser is ~10 times slower.
+MAX_FALLBACK_BYTES = 256 * 1024
 
-class _BoundedSafeLoader(yaml.SafeLoader):
-    """The pure-Python loader, refusing nesting deeper than MAX_DEPTH while composing (its
-    composer recurses per level); used for its error messages."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+class _BoundsError(yaml.composer.ComposerError):
+    """A file over a bound: said as it is, without a second parse."""
+
+
+class _DepthBound(yaml.composer.Composer):
+    """PyYAML's composer, refusing nesting deeper than MAX_DEPTH as it composes."""
+
+    _depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                event = self.peek_event()  # type: ignore[no-untyped-call]
-                raise yaml.composer.ComposerError(
-                    None, None, _too_deep(), event.start_mark if event else None
-                )
+                event = self.peek_event()  # type: ignore[attr-defined]
+                raise _BoundsError(None, None, _too_deep(), event.start_mark if event else None)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
 
-# libyaml's parser and composer where PyYAML was built with it: 1,000 checks load in ~0.1 s,
-# not ~0.7 s.
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", _BoundedSafeLoader)
+class _BoundedSafeLoader(_DepthBound, yaml.SafeLoader):
+    """The pure-Python loader: its error messages, or the loader where libyaml is missing."""
+
+
+def _c_loader() -> type[yaml.SafeLoader] | None:
+    """libyaml's parser under the bounded Python composer, where PyYAML was built with it:
+    1,000 checks load in ~0.13 s, not ~0.7 s."""
+    c_parser = getattr(getattr(yaml, "_yaml", None), "CParser", None)
+    if c_parser is None:
+        return None
+
+    class Loader(
+        _DepthBound,
+        c_parser,  # type: ignore[misc,valid-type]
+        yaml.constructor.SafeConstructor,
+        yaml.resolver.Resolver,
+    ):
+        def __init__(self, stream: str) -> None:
+            c_parser.__init__(self, stream)  # type: ignore[misc]
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    return Loader
+
+
+_LOADER: type[yaml.SafeLoader] = _c_loader() or _BoundedSafeLoader
 
 
 def _too_deep() -> str:
@@ -158,9 +185,9 @@ def _check_bounds(root: yaml.Node) -> None:
             size[key] = 1 + sum(size[id(c)] for c in children)
             height[key] = 1 + max((height[id(c)] for c in children), default=0)
             if height[key] > MAX_DEPTH:
-                raise yaml.composer.ComposerError(None, None, _too_deep(), node.start_mark)
+                raise _BoundsError(None, None, _too_deep(), node.start_mark)
             if size[key] > MAX_NODES:
-                raise yaml.composer.ComposerError(
+                raise _BoundsError(
                     None,
                     None,
                     f"expands to more than {MAX_NODES:,} values (aliases of aliases?)",
@@ -173,7 +200,7 @@ def _check_bounds(root: yaml.Node) -> None:
         stack.append((node, True))
         for child in children:
             if id(child) in on_path:
-                raise yaml.composer.ComposerError(
+                raise _BoundsError(
                     None,
                     None,
                     "an alias refers to its own anchor (a recursive structure)",
@@ -205,8 +232,14 @@ def load_yaml(path: Path, text: str | None = None) -> YamlSource:
     try:
         try:
             node, loader = _compose(text, _LOADER)
-        except yaml.YAMLError:
-            if _LOADER is _BoundedSafeLoader:
+        except yaml.YAMLError as exc:
+            problem = str(getattr(exc, "problem", ""))
+            if (
+                _LOADER is _BoundedSafeLoader
+                or isinstance(exc, _BoundsError)
+                or "maximum nesting depth" in problem  # libyaml's own bound (1,000 levels)
+                or len(text) > MAX_FALLBACK_BYTES
+            ):
                 raise
             # Say what is wrong in the pure-Python parser's words, as always.
             node, loader = _compose(text, _BoundedSafeLoader)

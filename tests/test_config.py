@@ -155,3 +155,48 @@ def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     path = _write(tmp_path, _one_service("staging"))
     monkeypatch.setenv("MONAI_SLO_CONFIG", str(path))
     assert main(["validate"]) == 0
+
+
+def test_nesting_and_alias_bounds(tmp_path: Path) -> None:
+    """MAX_DEPTH levels load; one more is refused with the line. Anchors, aliases and merge
+    keys within MAX_NODES work as YAML says; past it the file is refused unexpanded."""
+    from monai_slo import yaml_source
+
+    deep = tmp_path / "deep.yaml"
+    depth = yaml_source.MAX_DEPTH
+    deep.write_text("x: " + "[" * (depth - 1) + "]" * (depth - 1) + "\n")
+    assert yaml_source.load_yaml(deep).data == {"x": _nested(depth - 1)}
+    deep.write_text("x: " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(SourceError) as info:
+        yaml_source.load_yaml(deep)
+    assert str(info.value) == f"{deep}:1: invalid YAML: nested deeper than {depth} levels"
+
+    merged = _write(
+        tmp_path,
+        "defaults: &common {interval: 30s, timeout: 5s}\n"
+        "environments:\n  - name: prod\n    tier: production\n    services:\n"
+        "      - name: pacs\n        checks:\n"
+        "          - {<<: *common, name: a, kind: tcp, host: h, port: 104, timeout: 2s}\n"
+        "          - {<<: *common, name: b, kind: tcp, host: h, port: 105}\n",
+    )
+    config = load_config(merged)
+    assert [(c.config.interval, c.config.timeout) for c in config.checks()] == [
+        (30.0, 2.0),
+        (30.0, 5.0),
+    ]
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        "a: &a [" + ",".join(["x"] * 100) + "]\n"
+        "b: &b [" + ",".join(["*a"] * 100) + "]\n"
+        "c: [" + ",".join(["*b"] * 100) + "]\n"
+    )
+    with pytest.raises(SourceError, match="expands to more than 250,000 values"):
+        yaml_source.load_yaml(bomb)
+
+
+def _nested(levels: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value

@@ -56,6 +56,8 @@ HOSTILE: dict[str, bytes] = {
     "nested_block": "".join(" " * i + f"k{i}:\n" for i in range(200)).encode() + b" " * 200 + b"v",
     "billion_laughs": BILLION_LAUGHS.encode(),
     "recursive_alias": b"environments: &a [*a]\n",
+    # libyaml rescans every open flow level at each token: 10 s for this 1.2 MB file.
+    "deep_then_long": b"[" * 999 + b"a," * (600 * 1024),
     "huge": b"# " + b"x" * (17 * 1024 * 1024) + b"\n",
     "not_utf8": b"environments: \xff\xfe\n",
 }
