@@ -32,7 +32,7 @@ from monai_slo.yaml_source import SourceError
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL = 3600.0
-# PRAGMA quick_check reads the whole file: ~0.1 s for 30 days of 1,000 checks.
+# PRAGMA quick_check reads the whole file: 0.25 s for 30 days of 1,000 checks (16 MB).
 INTEGRITY_INTERVAL = 3600.0
 # A /metrics scrape makes tens of thousands of short-lived objects; at Python's default
 # threshold (700) the cyclic collector runs over them, and over everything long-lived,
