@@ -70,7 +70,7 @@ def _bcrypt_hash(hashed: str) -> str:
     if cost > MAX_BCRYPT_COST:
         raise ValueError(
             f"bcrypt cost {cost} is above the maximum {MAX_BCRYPT_COST} (each request would spend "
-            f"~{0.25 * 2 ** (cost - 12):.0f} s of CPU); re-hash with "
+            f"~{0.25 * 2 ** (cost - 12):g} s of CPU); re-hash with "
             f"`htpasswd -nBC {MAX_BCRYPT_COST} \"\" | tr -d ':\\n'`"
         )
     return hashed
@@ -149,8 +149,9 @@ VERIFIED_TTL = 300.0  # seconds a successful verification is remembered
 AUTH_WAIT = 1.0  # seconds a request waits for a bcrypt slot before it is answered 503
 
 
-def _auth_slots() -> int:
-    # At most half the cores hash at once, so checks keep the other half; 1 on small hosts.
+def auth_slots() -> int:
+    """bcrypt verifications run at once: at most half the cores (2 at most, 1 on small hosts),
+    so checks keep the rest of the CPU during a wrong-password flood."""
     return max(1, min(2, (os.cpu_count() or 2) // 2))
 
 
@@ -177,8 +178,8 @@ class BasicAuth:
         self._key = secrets.token_bytes(32)
         self._verified: dict[bytes, float] = {}
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(slots or _auth_slots())
-        self._max_waiting = slots or _auth_slots()
+        self._slots = threading.BoundedSemaphore(slots or auth_slots())
+        self._max_waiting = slots or auth_slots()
         self._waiting = 0
 
     @property
