@@ -183,7 +183,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        # The request line is the client's text: escaped and bounded before it reaches the log.
+        message = "".join(
+            c if c.isprintable() else f"\\x{ord(c):02x}" for c in (format % args)[:300]
+        )
+        log.debug("%s %s", self.address_string(), message)
 
 
 class _Answer(io.BufferedIOBase):
