@@ -18,6 +18,7 @@ every interface (neither version here can bind loopback only), so ports are rand
 from __future__ import annotations
 
 import atexit
+import contextlib
 import http.client
 import json
 import logging
@@ -43,7 +44,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 __all__ = [
+    "HOSTILE_MODES",
     "DcmqrscpPeer",
+    "HostileDicomPeers",
     "OrthancPeer",
     "PynetdicomPeer",
     "SilentListener",
@@ -562,3 +565,242 @@ def storescp(tmp_path: Path) -> Iterator[StorescpPeer]:
 def silent_listener() -> Iterator[SilentListener]:
     """A TCP listener that accepts and never answers."""
     yield from _peer_fixture(SilentListener)
+
+
+# --- Hostile DICOM peers ----------------------------------------------------------------------
+
+HOSTILE_MODES = ("dribble", "huge_pdu", "flood", "slow_flood", "truncated_ac", "no_items_ac")
+"""What a :class:`HostileDicomPeers` port does once it has read the A-ASSOCIATE-RQ.
+
+* ``dribble``: an A-ASSOCIATE-AC header announcing 16,000 bytes, then one byte per 100 ms;
+* ``huge_pdu``: the same announcing 4,294,967,040 bytes;
+* ``flood``: a valid A-ASSOCIATE-AC, then P-DATA-TF command fragments (never the last) of
+  16,000 bytes, as fast as the client reads;
+* ``slow_flood``: the same, 8,000 bytes every 50 ms;
+* ``truncated_ac``: an A-ASSOCIATE-AC with its fixed fields only (no variable items);
+* ``no_items_ac``: one with the application context but no presentation context or user
+  information items.
+"""
+
+_HOSTILE_CONNECTIONS = 64  # per port; more are closed at once, so a test cannot pile them up
+_FLOOD_FRAGMENT = 16_000
+_SLOW_FRAGMENT = 8_000
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return bytes(data)
+
+
+def _read_pdu(conn: socket.socket) -> bytes:
+    header = _read_exactly(conn, 6)
+    length = int.from_bytes(header[2:6], "big")
+    if length > 1 << 20:
+        raise ConnectionError("not a PDU this peer reads")
+    return header + _read_exactly(conn, length)
+
+
+def associate_ac(rq_bytes: bytes) -> bytes:
+    """A valid A-ASSOCIATE-AC accepting every context of ``rq_bytes`` with its first syntax."""
+    from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+    from pynetdicom.presentation import PresentationContext
+
+    rq = A_ASSOCIATE_RQ()
+    rq.decode(rq_bytes)
+    request = rq.to_primitive()
+    contexts = []
+    for proposed in request.presentation_context_definition_list:
+        context = PresentationContext()
+        context.context_id = proposed.context_id
+        context.abstract_syntax = proposed.abstract_syntax
+        context.transfer_syntax = [proposed.transfer_syntax[0]]
+        context.result = 0
+        contexts.append(context)
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = 16382
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = request.application_context_name
+    primitive.calling_ae_title = request.calling_ae_title
+    primitive.called_ae_title = request.called_ae_title
+    primitive.result = 0
+    primitive.presentation_context_definition_results_list = contexts
+    primitive.user_information = [max_length]
+    ac = A_ASSOCIATE_AC()
+    ac.from_primitive(primitive)
+    return bytes(ac.encode())
+
+
+def _fixed_ac(rq_bytes: bytes, items: bytes = b"") -> bytes:
+    # Protocol version, reserved, called and calling AE titles and reserved bytes as sent.
+    fixed = b"\x00\x01\x00\x00" + rq_bytes[10:42] + b"\x00" * 32
+    body = fixed + items
+    return b"\x02\x00" + len(body).to_bytes(4, "big") + body
+
+
+def command_fragment(size: int, context_id: int = 1) -> bytes:
+    """A P-DATA-TF with one command PDV of ``size`` bytes that is not the last fragment."""
+    pdv = bytes([context_id, 0x01]) + b"\x00" * size
+    item = len(pdv).to_bytes(4, "big") + pdv
+    return b"\x04\x00" + len(item).to_bytes(4, "big") + item
+
+
+def _hostile_session(conn: socket.socket, mode: str, stop: threading.Event) -> None:
+    rq = _read_pdu(conn)
+    if mode in ("dribble", "huge_pdu"):
+        length = 16_000 if mode == "dribble" else 0xFFFFFF00
+        conn.sendall(b"\x02\x00" + length.to_bytes(4, "big"))
+        while not stop.wait(0.1):
+            conn.sendall(b"\x00")
+    elif mode in ("flood", "slow_flood"):
+        conn.sendall(associate_ac(rq))
+        fragment = command_fragment(_FLOOD_FRAGMENT if mode == "flood" else _SLOW_FRAGMENT)
+        pause = 0.0 if mode == "flood" else 0.05
+        while not stop.is_set():
+            conn.sendall(fragment)
+            if pause:
+                stop.wait(pause)
+    else:
+        if mode == "truncated_ac":
+            conn.sendall(_fixed_ac(rq))
+        else:
+            context = b"1.2.840.10008.3.1.1.1"
+            conn.sendall(_fixed_ac(rq, b"\x10\x00" + len(context).to_bytes(2, "big") + context))
+        while not stop.is_set() and conn.recv(65536):  # until the client hangs up
+            pass
+
+
+def _hostile_connection(
+    conn: socket.socket, mode: str, tls: ssl.SSLContext | None, stop: threading.Event
+) -> None:
+    try:
+        conn.settimeout(5.0)  # nothing here waits on a client for longer
+        if tls is not None:
+            conn = tls.wrap_socket(conn, server_side=True)
+        _hostile_session(conn, mode, stop)
+    except (OSError, ValueError):
+        pass  # the client hung up or timed out: that ends the session
+    finally:
+        conn.close()
+
+
+def _hostile_listener(
+    listener: socket.socket, mode: str, tls: ssl.SSLContext | None, stop: threading.Event
+) -> None:
+    sessions: list[threading.Thread] = []
+    listener.settimeout(0.05)  # lets the loop notice stop
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        sessions = [t for t in sessions if t.is_alive()]
+        if len(sessions) >= _HOSTILE_CONNECTIONS:
+            conn.close()
+            continue
+        thread = threading.Thread(
+            target=_hostile_connection, args=(conn, mode, tls, stop), daemon=True
+        )
+        thread.start()
+        sessions.append(thread)
+    listener.close()
+    for thread in sessions:
+        thread.join(6.0)
+
+
+def _serve_hostile(pipe: Any, cert: str | None, key: str | None) -> None:
+    """Child process: one port per (mode, tls); reports them, serves until told to stop."""
+    stop = threading.Event()
+    tls: ssl.SSLContext | None = None
+    if cert is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
+    ports: dict[str, int] = {}
+    threads = []
+    for secure in (False, True) if tls is not None else (False,):
+        for mode in HOSTILE_MODES:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind((LOOPBACK, 0))
+            listener.listen(_HOSTILE_CONNECTIONS)
+            ports[f"{mode}+tls" if secure else mode] = int(listener.getsockname()[1])
+            thread = threading.Thread(
+                target=_hostile_listener,
+                args=(listener, mode, tls if secure else None, stop),
+                daemon=True,
+            )
+            thread.start()
+            threads.append(thread)
+    pipe.send(ports)
+    with contextlib.suppress(EOFError):  # EOFError: the parent is gone
+        pipe.recv()  # "stop"
+    stop.set()
+    for thread in threads:
+        thread.join(10.0)
+
+
+class HostileDicomPeers:
+    """Hostile DICOM peers (see :data:`HOSTILE_MODES`) in a child process on 127.0.0.1.
+
+    ``port(mode)`` or ``port(mode, tls=True)`` (with ``cert``/``key``: the same over TLS).
+    In a child process so that their threads, buffers and CPU are not the client's, which
+    the tests measure.
+    """
+
+    host = LOOPBACK
+
+    def __init__(self, cert: Path | None = None, key: Path | None = None) -> None:
+        self.cert, self.key = cert, key
+        self.ports: dict[str, int] = {}
+        self._process: Any = None
+        self._pipe: Any = None
+
+    def port(self, mode: str, *, tls: bool = False) -> int:
+        return self.ports[f"{mode}+tls" if tls else mode]
+
+    def start(self) -> Self:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        cert = str(self.cert) if self.cert else None
+        key = str(self.key) if self.key else None
+        self._process = context.Process(target=_serve_hostile, args=(child, cert, key), daemon=True)
+        self._process.start()
+        child.close()
+        self._pipe = parent
+        if not parent.poll(30.0):
+            self.stop()
+            raise RuntimeError("hostile peers did not start within 30s")
+        self.ports = parent.recv()
+        return self
+
+    def stop(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                self._pipe.send("stop")
+            self._pipe.close()
+            self._pipe = None
+        if self._process is not None:
+            self._process.join(10.0)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5.0)
+            self._process = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -15,6 +15,8 @@ reason.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import ipaddress
 import logging
@@ -22,6 +24,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,11 +55,37 @@ from monai_slo.durations import Duration
 # 30 s must not flood the daemon's log with it.
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
-# How long cleanup waits for pynetdicom's threads once the association is over: they exit
-# within a reactor tick (milliseconds) unless stuck reading from a peer, which closing the
-# socket then ends.
+
+def _pin_mmap_threshold() -> None:
+    """Keep glibc serving buffers of 128 KiB and more with mmap, so freeing one returns it.
+
+    glibc raises that threshold to the size of the largest buffer freed so far; after one
+    peer's flood, later floods' buffers then come from per-thread heaps that keep freed
+    pages, and pynetdicom reads on a new thread per association. Measured with hostile
+    C-FIND floods: the daemon grew to 240 MiB in 100 s without this, stayed at ~75 MiB
+    with it. Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 128 * 1024)  # glibc's own initial value, now fixed
+
+
+_M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+_pin_mmap_threshold()
+
+# How far past the check's deadline cleanup may wait for pynetdicom's threads: they exit
+# within a reactor tick (milliseconds) once the association is over, and every read they
+# make fails at once after the deadline; closing the socket ends any read still waiting.
 _GRACE_SECONDS = 0.2
-_JOIN_SECONDS = 2.0
+_FORCED_JOIN_SECONDS = 0.1
+
+# The most one association may read from a peer, whatever it announces. An A-ASSOCIATE-AC
+# for the contexts we propose is under 1 KiB and a C-ECHO response under 200 bytes, so
+# 64 KiB leaves room for any legitimate peer's extra items yet keeps a flood to nothing.
+DEFAULT_READ_LIMIT = 64 * 1024
 
 
 def _check_ae_title(value: str) -> str:
@@ -162,6 +191,9 @@ class Service(ABC):
     operation: ClassVar[str]
     """Names the exchange in messages: ``C-ECHO``, ``C-FIND``."""
 
+    read_limit: ClassVar[int] = DEFAULT_READ_LIMIT
+    """Bytes one association may read from the peer; more fails the run with ``protocol``."""
+
     @abstractmethod
     def contexts(self) -> Sequence[tuple[str, Sequence[str]]]:
         """(abstract syntax, transfer syntaxes) to propose; no syntaxes: pynetdicom's default."""
@@ -243,8 +275,21 @@ def quick_ack(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
 
+def read_limit_failure(limit: int) -> ProbeFailure:
+    """PROTOCOL: the peer sent (or announced) more than an association may read."""
+    return ProbeFailure(
+        FailureReason.PROTOCOL, f"peer sent more than {limit} bytes (the bound for this check)"
+    )
+
+
 class _RecordingSocket(socket.socket):
     """A TCP socket that remembers why connect() failed and never blocks unbounded.
+
+    Every read gives up at the check's deadline (not per read: pynetdicom loops on recv()
+    until a PDU is complete, so a peer dribbling bytes would otherwise hold it for as long
+    as it likes) and the bytes read in all are capped at ``read_limit``. Either failure
+    is kept in ``overrun`` and raised as an OSError, which pynetdicom takes for a closed
+    connection.
 
     It also sends without Nagle's delay and acknowledges at once: pynetdicom writes a PDU
     in pieces, and each exchange otherwise stalls ~40 ms on a delayed ACK.
@@ -252,6 +297,10 @@ class _RecordingSocket(socket.socket):
 
     connect_error: OSError | None = None
     io_timeout: float | None = None
+    deadline: Deadline | None = None
+    read_limit: int | None = None
+    read_total: int = 0
+    overrun: ProbeFailure | None = None
 
     def connect(self, address: Any) -> None:
         try:
@@ -263,8 +312,42 @@ class _RecordingSocket(socket.socket):
             self.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._before_read()
         quick_ack(self)
-        return super().recv(buflen, flags)
+        try:
+            data = super().recv(buflen, flags)
+        except TimeoutError:
+            if self.deadline is not None and self.deadline.expired:
+                self.overrun = self._deadline_reached()
+            raise
+        self.read_total += len(data)
+        if self.read_limit is not None and self.read_total > self.read_limit:
+            self.overrun = read_limit_failure(self.read_limit)
+            raise ConnectionAbortedError(errno.ECONNABORTED, self.overrun.detail)
+        return data
+
+    def expect(self, size: int) -> None:
+        """Fail now if reading ``size`` more bytes would pass the limit (an announced length)."""
+        if self.read_limit is not None and self.read_total + size > self.read_limit:
+            self.overrun = self.overrun or read_limit_failure(self.read_limit)
+            raise ConnectionAbortedError(errno.ECONNABORTED, self.overrun.detail)
+
+    def _before_read(self) -> None:
+        if self.overrun is not None:
+            raise ConnectionAbortedError(errno.ECONNABORTED, self.overrun.detail)
+        if self.deadline is None:
+            return
+        remaining = self.deadline.remaining()
+        if remaining <= 0:
+            self.overrun = self._deadline_reached()
+            raise TimeoutError(errno.ETIMEDOUT, self.overrun.detail)
+        wait = remaining if self.io_timeout is None else min(self.io_timeout, remaining)
+        socket.socket.settimeout(self, wait)
+
+    @staticmethod
+    def _deadline_reached() -> ProbeFailure:
+        # Worded by _transport_failure, which knows the phase.
+        return ProbeFailure(FailureReason.TIMEOUT, "check deadline reached while reading")
 
     def settimeout(self, value: float | None) -> None:
         # pynetdicom clears the timeout once connected, so its reader would block for good
@@ -335,13 +418,31 @@ def _tls(config: DicomConfig) -> _Tls | None:
 class _RecordingAssociationSocket(AssociationSocket):
     raw: _RecordingSocket | None = None
 
-    def __init__(self, assoc: Association, address: AddressInformation, tls: _Tls | None) -> None:
+    def __init__(
+        self,
+        assoc: Association,
+        address: AddressInformation,
+        tls: _Tls | None,
+        deadline: Deadline,
+        read_limit: int,
+    ) -> None:
         self.tls = tls
+        self.deadline = deadline
+        self.read_limit = read_limit
         super().__init__(assoc, address=address)
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        # pynetdicom asks for a whole PDU's announced length at once: a length past the
+        # limit fails before a byte of it is read or buffered.
+        if self.raw is not None:
+            self.raw.expect(nr_bytes)
+        return super().recv(nr_bytes)
 
     def _create_socket(self, address: AddressInformation) -> socket.socket:
         sock = _RecordingSocket(address.address_family, socket.SOCK_STREAM)
         sock.io_timeout = self.assoc.network_timeout
+        sock.deadline = self.deadline
+        sock.read_limit = self.read_limit
         self.raw = sock
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -366,6 +467,8 @@ class _RecordingAssociationSocket(AssociationSocket):
         except (ssl.SSLError, ValueError) as exc:
             raise ProbeFailure(FailureReason.TLS, f"TLS setup failed: {exc}") from None
         wrapped.io_timeout = sock.io_timeout
+        wrapped.deadline = sock.deadline
+        wrapped.read_limit = sock.read_limit
         wrapped.min_days_valid = tls.min_days_valid
         return wrapped
 
@@ -375,14 +478,18 @@ class _RecordingAE(AE):
 
     last_socket: _RecordingAssociationSocket | None = None
 
-    def __init__(self, ae_title: str, tls: _Tls | None) -> None:
+    def __init__(
+        self, ae_title: str, tls: _Tls | None, deadline: Deadline, read_limit: int
+    ) -> None:
         super().__init__(ae_title=ae_title)
         self.tls = tls
+        self.deadline = deadline
+        self.read_limit = read_limit
 
     def _create_socket(
         self, assoc: Association, address: AddressInformation, tls_args: Any
     ) -> AssociationSocket:
-        sock = _RecordingAssociationSocket(assoc, address, self.tls)
+        sock = _RecordingAssociationSocket(assoc, address, self.tls, self.deadline, self.read_limit)
         self.last_socket = sock
         return sock
 
@@ -595,7 +702,7 @@ def run_service(config: DicomConfig, deadline: Deadline, service: Service) -> Ch
     except ProbeFailure as failure:
         return failure.outcome()
 
-    ae = _RecordingAE(config.calling_aet, tls)
+    ae = _RecordingAE(config.calling_aet, tls, deadline, service.read_limit)
     for abstract_syntax, transfer_syntaxes in service.contexts():
         ae.add_requested_context(abstract_syntax, list(transfer_syntaxes) or None)
     ae.connection_timeout = trace.connect_wait
@@ -613,8 +720,11 @@ def run_service(config: DicomConfig, deadline: Deadline, service: Service) -> Ch
     except ProbeFailure as failure:
         verdict = failure.outcome()  # the finally below still ends the association
     finally:
-        _shutdown(ae)
-    return _with_tls_values(_classify(config, service, ae, trace, verdict), ae)
+        _shutdown(ae, deadline)
+    try:
+        return _with_tls_values(_classify(config, service, ae, trace, verdict), ae)
+    finally:
+        _forget(ae)
 
 
 def _exchange_and_release(
@@ -648,34 +758,72 @@ def _with_tls_values(outcome: CheckOutcome, ae: _RecordingAE) -> CheckOutcome:
     return CheckOutcome(outcome.success, outcome.reason, outcome.detail, values, outcome.series)
 
 
-def _shutdown(ae: _RecordingAE) -> None:
-    """End the association, its threads and its socket, whatever state it is in."""
+def _shutdown(ae: _RecordingAE, deadline: Deadline) -> None:
+    """End the association, its threads and its socket, whatever state it is in.
+
+    Never waits past the deadline plus a short grace: the A-ABORT is queued rather than
+    waited for, and threads still running then have their socket shut under them.
+    """
     sock = ae.last_socket
     if sock is None:
         return  # associate() failed before creating anything
     assoc: Association = sock.assoc
+    until = deadline.at + _GRACE_SECONDS
     try:
         if assoc.is_established:
-            assoc.abort()  # blocks until the state machine is idle again
+            # After the A-ABORT pynetdicom waits (ARTIM, the ACSE timeout) for the peer to
+            # close; that wait must end within the grace too.
+            assoc.acse_timeout = max(0.001, min(_GRACE_SECONDS, until - time.monotonic()))
+            assoc.abort(block=False)
     finally:
-        # Every other path has already told pynetdicom's threads to stop; they leave within
-        # a reactor tick. is_alive() is False for a thread never started (the association
-        # thread only starts once established).
+        # is_alive() is False for a thread never started (the association thread only
+        # starts once established).
         for thread in (assoc.dul, assoc):
-            if thread.is_alive():
-                thread.join(_GRACE_SECONDS)
-        if assoc.dul.is_alive():
-            # Still reading what a misbehaving peer sent: closing our end wakes the read.
+            _join(thread, until)
+        if assoc.dul.is_alive() or assoc.is_alive():
+            # Still reading what a misbehaving peer sent, or waiting on it: stop both
+            # reactors and shut the socket, which wakes any read at once.
             assoc.dul.kill_dul()
+            assoc._kill = True
+            assoc._reactor_checkpoint.set()
             if sock.raw is not None:
                 with contextlib.suppress(OSError):
                     sock.raw.shutdown(socket.SHUT_RDWR)
-            assoc.dul.join(_JOIN_SECONDS)
-        if assoc.is_alive():
-            assoc.join(_JOIN_SECONDS)  # its reactor exits once the DUL is gone
+            for thread in (assoc.dul, assoc):
+                _join(thread, max(until, time.monotonic() + _FORCED_JOIN_SECONDS))
         # pynetdicom skips close() when shutdown() fails on a never-connected socket.
         if sock.raw is not None:
             sock.raw.close()
+
+
+def _join(thread: threading.Thread, until: float) -> None:
+    if thread.is_alive():
+        thread.join(max(0.0, until - time.monotonic()))
+
+
+def _forget(ae: _RecordingAE) -> None:
+    """Drop what the association read, so garbage of a failed run is small at once.
+
+    pynetdicom's association, DUL, DIMSE provider and socket refer to each other, so
+    they are freed only by a full garbage collection; what they hold must not wait for it.
+    """
+    sock = ae.last_socket
+    ae.last_socket = None
+    if sock is None:
+        return
+    assoc: Association = sock.assoc
+    assoc.dimse.message = None  # a partly received DIMSE message
+    for pending in (
+        assoc.dimse.msg_queue,
+        assoc.dul.to_user_queue,
+        assoc.dul._recv_pdu,
+        assoc.dul.event_queue,
+        assoc.dul.to_provider_queue,
+    ):
+        with pending.mutex:
+            pending.queue.clear()
+    if not assoc.dul.is_alive():  # a reactor still running would trip over a missing socket
+        assoc.dul.socket = None
 
 
 def _classify(
@@ -686,19 +834,22 @@ def _classify(
     verdict: CheckOutcome | None,
 ) -> CheckOutcome:
     """Turn what was observed (threads already joined) into an outcome."""
+    sock = ae.last_socket
+    assert sock is not None  # associate() returned, so it made its socket
+    overrun = sock.raw.overrun if sock.raw is not None else None
+    if overrun is not None and overrun.reason is FailureReason.PROTOCOL:
+        return overrun.outcome()  # whatever else was said, the peer sent too much
     if verdict is not None:
         if verdict.success and not trace.released:
             return CheckOutcome.ok(
                 f"{verdict.detail} (release not confirmed)", verdict.values, verdict.series
             )
         return verdict
-    sock = ae.last_socket
-    assert sock is not None  # associate() returned, so it made its socket
     return (
         _transport_failure(config, sock, trace)
         or _peer_failure(sock.assoc, trace)
         or _negotiation_failure(config, service, sock.assoc, trace)
-        or _no_response(trace)
+        or _no_response(config, sock.assoc, trace)
     )
 
 
@@ -709,6 +860,17 @@ def _transport_failure(
     if isinstance(raw, _RecordingTLSSocket) and raw.tls_failure is not None:
         return raw.tls_failure.outcome()
     error = raw.connect_error if raw is not None else None
+    if raw is not None and raw.overrun is not None:
+        during = (
+            f"after the {trace.operation} request"
+            if _established(sock.assoc)
+            else "in its association answer"
+        )
+        return CheckOutcome.fail(
+            FailureReason.TIMEOUT,
+            f"peer still sending {during} when the check's deadline ({config.timeout:g}s) "
+            "was reached",
+        )
     if error is not None:
         return _connect_failure(error, config, trace.connect_wait)
     if not trace.connected:
@@ -750,22 +912,48 @@ def _negotiation_failure(
             FailureReason.TIMEOUT,
             f"no answer to the association request within {trace.acse_wait:.3g}s",
         )
-    if rsp.result != 0x00:
-        return CheckOutcome.fail(
-            FailureReason.PROTOCOL, f"invalid association response (result {rsp.result})"
-        )
+    malformed = _malformed_answer(rsp)
+    if malformed is not None:
+        return malformed
     if not assoc.accepted_contexts:
         return service.unaccepted(assoc, config)
     return None
 
 
-def _no_response(trace: _Trace) -> CheckOutcome:
+def _malformed_answer(rsp: A_ASSOCIATE) -> CheckOutcome | None:
+    """PROTOCOL for an acceptance that is none: a bad result, or an A-ASSOCIATE-AC
+    without one of its mandatory items (PS3.8 9.3.3)."""
+    if rsp.result != 0x00:
+        return CheckOutcome.fail(
+            FailureReason.PROTOCOL, f"invalid association response (result {rsp.result})"
+        )
+    if not rsp.application_context_name:
+        missing = "application context"
+    elif not rsp.presentation_context_definition_results_list:
+        missing = "presentation context"
+    elif not rsp.user_information:
+        missing = "user information"
+    else:
+        return None
+    return CheckOutcome.fail(
+        FailureReason.PROTOCOL, f"malformed A-ASSOCIATE-AC from peer: no {missing} item"
+    )
+
+
+def _no_response(config: DicomConfig, assoc: Association, trace: _Trace) -> CheckOutcome:
     """Established, but no usable answer to the exchange."""
     operation = trace.operation
     if trace.connection_dropped:
         return CheckOutcome.fail(
             FailureReason.ABORTED,
             f"connection closed by peer after the {operation} request (A-P-ABORT)",
+        )
+    if assoc.dimse.message is not None and trace.deadline.expired:
+        # Fragments kept coming but the message never completed: slow, not garbled.
+        return CheckOutcome.fail(
+            FailureReason.TIMEOUT,
+            f"{operation} response still incomplete when the check's deadline "
+            f"({config.timeout:g}s) was reached",
         )
     if trace.data_received:
         return CheckOutcome.fail(FailureReason.PROTOCOL, f"invalid {operation} response from peer")

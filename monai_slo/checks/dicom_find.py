@@ -79,6 +79,10 @@ class Config(DicomConfig):
 
 class _Find(Service):
     operation = "C-FIND"
+    # A match is a Pending response of ~300 bytes (command set, StudyInstanceUID, whatever
+    # else a peer adds): 4 MiB is some 13,000 matches, far past a probe's query, and caps
+    # what a flooding peer can make one run hold.
+    read_limit = 4 * 1024 * 1024
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -46,12 +46,14 @@ from pynetdicom.status import VERIFICATION_SERVICE_CLASS_STATUS
 
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
 from monai_slo.checks.dicom_common import (
+    DEFAULT_READ_LIMIT,
     DicomConfig,
     abort_outcome,
     bounded,
     connect_failure,
     dimse_failure,
     quick_ack,
+    read_limit_failure,
     rejection,
     resolve,
 )
@@ -62,6 +64,10 @@ APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 # this (plus the association answer's few items), so a peer claiming more is not DICOM.
 MAX_PDU = 16382
 _MAX_READ = 1 << 20
+# All one association may read: the answer, the C-ECHO response and the release reply are
+# under 1 KiB together, so a peer sending more (endless command fragments, say) is not
+# answering a C-ECHO. The same bound as the pynetdicom path's.
+READ_LIMIT = DEFAULT_READ_LIMIT
 _CONTEXT_ID = 1
 _MESSAGE_ID = 1
 _C_ECHO_RSP = 0x8030
@@ -131,12 +137,23 @@ class _Garbage(Exception):
     """Bytes that are no PDU, or a PDU that does not decode."""
 
 
+class _Malformed(Exception):
+    """An A-ASSOCIATE-AC without a mandatory item (the message says which)."""
+
+
+class _TooMuch(Exception):
+    """The peer sent (or announced) more than the association may read."""
+
+
 class _Connection:
     """PDUs in and out of one connected socket; every read bounded by an absolute time."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, limit: int = READ_LIMIT) -> None:
         self.sock = sock
         self._buffer = bytearray()
+        self.limit = limit
+        self._received = 0
+        self.mid_pdu = False  # a PDU's header is read, not yet all of it
 
     def send(self, data: bytes, until: float) -> None:
         self.sock.settimeout(max(1e-6, until - time.monotonic()))
@@ -148,12 +165,19 @@ class _Connection:
             raise _Closed from exc
 
     def read(self, until: float) -> tuple[int, bytes]:
-        """The next PDU as (type, bytes); raises TimeoutError, _Closed or _Garbage."""
+        """The next PDU as (type, bytes); raises TimeoutError, _Closed, _Garbage or _TooMuch."""
         header = self._exactly(6, until)
         pdu_type, _, length = struct.unpack(">BBL", header)
-        if pdu_type not in _PDU_TYPES or length > _MAX_READ:
+        if pdu_type not in _PDU_TYPES:
             raise _Garbage
-        return pdu_type, header + self._exactly(length, until)
+        if self._received - len(self._buffer) + length > self.limit:
+            raise _TooMuch  # announced: fail before reading (and keeping) any of it
+        if length > _MAX_READ:
+            raise _Garbage
+        self.mid_pdu = True
+        body = self._exactly(length, until)
+        self.mid_pdu = False
+        return pdu_type, header + body
 
     def _exactly(self, size: int, until: float) -> bytes:
         buffer = self._buffer
@@ -173,6 +197,9 @@ class _Connection:
                 raise _Closed from exc
             if not chunk:
                 raise _Closed
+            self._received += len(chunk)
+            if self._received > self.limit:
+                raise _TooMuch
             buffer += chunk
         data = bytes(buffer[:size])
         del buffer[:size]
@@ -217,19 +244,27 @@ def echo(config: DicomConfig, deadline: Deadline) -> CheckOutcome:
 def _associated(
     conn: _Connection, config: DicomConfig, deadline: Deadline, sent: Requests
 ) -> CheckOutcome:
-    refusal = _negotiate(conn, config, deadline, sent)
-    if refusal is not None:
-        return refusal
     try:
-        verdict = _echo(conn, config, deadline, sent)
-    except ProbeFailure as failure:  # the deadline ran out before the C-ECHO
-        verdict = failure.outcome()
-    if verdict.reason in (FailureReason.ABORTED, FailureReason.PROTOCOL, FailureReason.TIMEOUT):
-        conn.abort(sent)  # the association is in no state to be released
+        refusal = _negotiate(conn, config, deadline, sent)
+        if refusal is not None:
+            return refusal
+        try:
+            verdict = _echo(conn, config, deadline, sent)
+        except ProbeFailure as failure:  # the deadline ran out before the C-ECHO
+            verdict = failure.outcome()
+        if verdict.reason in (
+            FailureReason.ABORTED,
+            FailureReason.PROTOCOL,
+            FailureReason.TIMEOUT,
+        ):
+            conn.abort(sent)  # the association is in no state to be released
+            return verdict
+        if not _release(conn, config, deadline, sent) and verdict.success:
+            return CheckOutcome.ok(f"{verdict.detail} (release not confirmed)")
         return verdict
-    if not _release(conn, config, deadline, sent) and verdict.success:
-        return CheckOutcome.ok(f"{verdict.detail} (release not confirmed)")
-    return verdict
+    except _TooMuch:
+        conn.abort(sent)
+        return read_limit_failure(conn.limit).outcome()
 
 
 def _negotiate(
@@ -243,6 +278,12 @@ def _negotiate(
         conn.send(sent.associate, until)
         return _association_answer(*conn.read(until), config)
     except TimeoutError:
+        if conn.mid_pdu:  # worded as the pynetdicom path words it
+            return CheckOutcome.fail(
+                FailureReason.TIMEOUT,
+                "peer still sending in its association answer when the check's deadline "
+                f"({config.timeout:g}s) was reached",
+            )
         return CheckOutcome.fail(
             FailureReason.TIMEOUT, f"no answer to the association request within {acse_wait:.3g}s"
         )
@@ -250,6 +291,13 @@ def _negotiate(
         return CheckOutcome.fail(
             FailureReason.CONNECTION,
             "connection closed by peer before it answered the association request",
+        )
+    except _TooMuch:
+        raise
+    except _Malformed as exc:
+        conn.abort(sent)
+        return CheckOutcome.fail(
+            FailureReason.PROTOCOL, f"malformed A-ASSOCIATE-AC from peer: {exc}"
         )
     except Exception:  # _Garbage, or whatever the decoders make of it
         conn.abort(sent)
@@ -269,6 +317,14 @@ def _association_answer(pdu_type: int, pdu: bytes, config: DicomConfig) -> Check
         raise _Garbage
     ac = A_ASSOCIATE_AC()
     ac.decode(pdu)
+    # Each of these items is mandatory in an A-ASSOCIATE-AC (PS3.8 9.3.3): without them it
+    # is no acceptance, and no rejection either.
+    if not ac.application_context_name:
+        raise _Malformed("no application context item")
+    if not ac.presentation_context:
+        raise _Malformed("no presentation context item")
+    if ac.user_information is None:
+        raise _Malformed("no user information item")
     if any(item.context_id == _CONTEXT_ID and item.result == 0 for item in ac.presentation_context):
         return None
     # Worded as the pynetdicom path words it: dashboards count it as rejected.
@@ -292,6 +348,8 @@ def _echo(
             FailureReason.ABORTED,
             "connection closed by peer after the C-ECHO request (A-P-ABORT)",
         )
+    except _TooMuch:
+        raise
     except Exception:  # the DIMSE decoder's view of garbage
         return CheckOutcome.fail(FailureReason.PROTOCOL, "invalid C-ECHO response from peer")
     return response if isinstance(response, CheckOutcome) else _judge(response, config)
