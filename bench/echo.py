@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from monai_slo.checks import dicom_echo
 from monai_slo.checks.base import Deadline
+from monai_slo.checks.dicom import echo as dicom_echo
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from tests.fixtures_dicom import PynetdicomPeer
@@ -126,8 +126,8 @@ def measure(peer_name: str, port: int, aet: str, runs: int, subprocess_runs: int
 
 def peer_delay_shows(runs: int, delay: float = 0.05) -> Row:
     """A delay added at the peer must show up in the measured duration, in full."""
-    from monai_slo.config import CheckRef
-    from monai_slo.runner import execute
+    from monai_slo.config.model import CheckRef
+    from monai_slo.daemon.runner import execute
     from monai_slo.tiers import TierName
 
     with PynetdicomPeer(echo_delay=delay) as slow:

@@ -12,7 +12,7 @@ The failure pattern (seeded, so every run of the bench writes the same history):
 That is about 99.9 % availability per check (~40 minutes of failed runs per 30 days) and
 roughly 60 state changes per check. Services have five checks each (200 services).
 
-The history is written through :class:`monai_slo.store.HistoryStore` (its schema, its check
+The history is written through :class:`monai_slo.history.store.HistoryStore` (its schema, its check
 ids), with the rows ``HistoryStore.record`` would produce computed per state change instead
 of recorded run by run (86 million ``record`` calls would take the bench an hour). That the
 two agree exactly is a unit test (tests/test_perf_history.py).
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monai_slo.checks.base import CheckResult, FailureReason
-from monai_slo.config import load_config
-from monai_slo.evaluation import evaluate
-from monai_slo.store import HistoryStore
+from monai_slo.config.model import load_config
+from monai_slo.history.evaluation import evaluate
+from monai_slo.history.store import HistoryStore
 from tests.fixtures_dicom import free_port
 
 from bench.measure import median, process_cpu
@@ -335,8 +335,8 @@ import apscheduler, prometheus_client, pydantic, rich.table, sqlite3, yaml, cron
 
 
 def _status_parts(config_path: Path, runs: int) -> StatusParts:
-    from monai_slo.tables import service_checks_table, status_table
-    from monai_slo.timeline import TimelineCache
+    from monai_slo.commands.tables import service_checks_table, status_table
+    from monai_slo.history.timeline import TimelineCache
     from rich.console import Console
 
     loaded = load_config(config_path)
@@ -374,7 +374,10 @@ def _status_parts(config_path: Path, runs: int) -> StatusParts:
             out.print(service_checks_table(reports))
 
     return StatusParts(
-        imports=_python("import monai_slo.cli, monai_slo.evaluation, monai_slo.tables", runs),
+        imports=_python(
+            "import monai_slo.cli, monai_slo.history.evaluation, monai_slo.commands.tables",
+            runs,
+        ),
         imports_without_dicom=_python(_WITHOUT_DICOM, runs),
         config=_median_of(runs, lambda: load_config(config_path)),
         evaluation=evaluation,

@@ -31,8 +31,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monai_slo.config import load_config
-from monai_slo.scheduler import start_offset
+from monai_slo.config.model import load_config
+from monai_slo.daemon.scheduler import start_offset
 from tests.fixtures_dicom import free_port
 
 from bench.measure import median, process_cpu, process_rss, quantile

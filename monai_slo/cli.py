@@ -12,9 +12,15 @@ from pathlib import Path
 
 from monai_slo import __version__
 from monai_slo.checks.base import CheckResult
-from monai_slo.config import CheckRef, Config, coarse_interval_warnings, config_path, load_config
+from monai_slo.config.model import (
+    CheckRef,
+    Config,
+    coarse_interval_warnings,
+    config_path,
+    load_config,
+)
+from monai_slo.history.store import StoreError, storage_warnings
 from monai_slo.safe_text import CleanFormatter
-from monai_slo.store import StoreError, storage_warnings
 from monai_slo.yaml_source import SourceError, SourceIssue
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -139,7 +145,7 @@ def _load_path(path: Path) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from monai_slo.daemon import Daemon
+    from monai_slo.daemon.daemon import Daemon
 
     path = config_path(args.config)
     config = _load_path(path)
@@ -159,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
 def _with_listen(config: Config, listen: str) -> Config:
     from dataclasses import replace
 
-    from monai_slo.config import parse_listen
+    from monai_slo.config.model import parse_listen
 
     parse_listen(listen)
     return replace(config, listen=listen)
@@ -167,7 +173,7 @@ def _with_listen(config: Config, listen: str) -> Config:
 
 def run_checks_once(refs: Sequence[CheckRef], workers: int) -> list[tuple[CheckRef, CheckResult]]:
     """Every check once, concurrently, each under its overall deadline; results in config order."""
-    from monai_slo.runner import CheckRunner
+    from monai_slo.daemon.runner import CheckRunner
 
     results: dict[tuple[str, str, str], CheckResult] = {}
     all_done = threading.Event()
@@ -191,7 +197,7 @@ def run_checks_once(refs: Sequence[CheckRef], workers: int) -> list[tuple[CheckR
 
 
 def _check(args: argparse.Namespace) -> int:
-    from monai_slo.tables import check_table, console
+    from monai_slo.commands.tables import check_table, console
 
     config = _load(args)
     refs = [ref for ref in config.checks() if args.service in (None, ref.service)]
@@ -219,9 +225,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from monai_slo.evaluation import evaluate
-    from monai_slo.store import HistoryStore
-    from monai_slo.tables import console, service_checks_table, status_table
+    from monai_slo.commands.tables import console, service_checks_table, status_table
+    from monai_slo.history.evaluation import evaluate
+    from monai_slo.history.store import HistoryStore
 
     config = _load(args)
     if not config.storage.exists():
@@ -239,26 +245,26 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _tiers(args: argparse.Namespace) -> int:
-    from monai_slo.tables import console, tiers_table
+    from monai_slo.commands.tables import console, tiers_table
 
     console().print(tiers_table())
     return EXIT_OK
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from monai_slo.rules import rules_command
+    from monai_slo.outputs.rules import rules_command
 
     return rules_command(_load(args), Path(args.output) if args.output else None)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from monai_slo.report import report_command
+    from monai_slo.outputs.report import report_command
 
     return report_command(_load(args), args.period, Path(args.output) if args.output else None)
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    from monai_slo.conformance import conformance_command
+    from monai_slo.commands.conformance import conformance_command
 
     return conformance_command(_load(args))
 
@@ -273,8 +279,8 @@ def _duration(text: str) -> float:
 
 
 def _maintenance(args: argparse.Namespace) -> int:
-    from monai_slo import maintenance_cli
-    from monai_slo.maintenance import parse_start
+    from monai_slo.commands import maintenance as maintenance_cli
+    from monai_slo.config.maintenance import parse_start
 
     config = _load(args)
     if args.action == "start":
@@ -302,7 +308,7 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from monai_slo.demo import run_demo
+    from monai_slo.commands.demo import run_demo
 
     return run_demo(
         listen=args.listen,

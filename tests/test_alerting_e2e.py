@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from monai_slo.config import load_config
-from monai_slo.daemon import Daemon
-from monai_slo.rules import RULES_FILE, render_rules
+from monai_slo.config.model import load_config
+from monai_slo.daemon.daemon import Daemon
+from monai_slo.outputs.rules import RULES_FILE, render_rules
 from tests.fixtures_dicom import OrthancPeer, free_port
 from tests.fixtures_http import HttpPeer
 from tests.fixtures_prometheus import AlertmanagerServer, PrometheusServer

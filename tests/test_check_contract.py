@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from monai_slo.checks import KINDS
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
-from monai_slo.testing_nvml import FakeNvml, use_nvml
+from monai_slo.checks.registry import KINDS
+from monai_slo.testing.nvml import FakeNvml, use_nvml
 from tests.fixtures_dicom import SilentListener
 from tests.test_hostile_peers import ClosingPeer
 

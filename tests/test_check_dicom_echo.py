@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monai_slo.checks import dicom_echo
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.dicom import echo as dicom_echo
 from tests.fixtures_dicom import (
     OrthancPeer,
     PynetdicomPeer,

@@ -15,8 +15,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from monai_slo.checks import dicom_find
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.dicom import find as dicom_find
 from tests.fixtures_dicom import DcmqrscpPeer, OrthancPeer, PynetdicomPeer, open_fd_count
 
 PENDING, SUCCESS = 0xFF00, 0x0000

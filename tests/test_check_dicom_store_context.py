@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monai_slo.checks import dicom_store_context
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.dicom import store_context as dicom_store_context
 from tests.fixtures_dicom import OrthancPeer, PynetdicomPeer, SilentListener, StorescpPeer
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -16,8 +16,10 @@ import pytest
 import trustme
 from pydantic import ValidationError
 
-from monai_slo.checks import dicom_echo, dicom_find, dicom_store_context
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.dicom import echo as dicom_echo
+from monai_slo.checks.dicom import find as dicom_find
+from monai_slo.checks.dicom import store_context as dicom_store_context
 from tests.fixtures_dicom import (
     OrthancPeer,
     PynetdicomPeer,

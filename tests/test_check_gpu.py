@@ -1,7 +1,7 @@
 """The gpu check: every rule against the scriptable FakeNvml, and the real NVML boundary here.
 
 No NVIDIA GPU exists on this machine or on CI, so the GPU is faked at the NVML boundary
-(monai_slo.nvml.Nvml); the real pynvml boundary is exercised for what it does without one.
+(monai_slo.checks.nvml.Nvml); the real pynvml boundary is exercised for what it does without one.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from monai_slo import nvml
-from monai_slo.checks import KINDS, gpu
+from monai_slo.checks import gpu, nvml
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
-from monai_slo.config import load_config
-from monai_slo.nvml import NvmlError, NvmlErrorCode, PynvmlNvml, RemappedRows
-from monai_slo.testing_nvml import FakeGpu, FakeNvml, use_nvml
+from monai_slo.checks.nvml import NvmlError, NvmlErrorCode, PynvmlNvml, RemappedRows
+from monai_slo.checks.registry import KINDS
+from monai_slo.config.model import load_config
+from monai_slo.testing.nvml import FakeGpu, FakeNvml, use_nvml
 from tests.fixtures_http import _free_port
 
 E = NvmlErrorCode
@@ -664,7 +664,7 @@ def _poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def test_daemon_exposes_gpu_gauges_and_xid_failures(tmp_path: Path, fake: FakeNvml) -> None:
     """The daemon runs the gpu check on its workers: /metrics carries the per-GPU gauges
     with a gpu label, and a critical XID shows up as a gpu_xid failure."""
-    from monai_slo.daemon import Daemon
+    from monai_slo.daemon.daemon import Daemon
 
     port = _free_port()
     path = tmp_path / "c.yaml"

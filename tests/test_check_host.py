@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monai_slo.checks import KINDS, host
+from monai_slo.checks import host
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
-from monai_slo.hostinfo import GIB, GpuInfo, HostProbe, gpu_info
-from monai_slo.nvml import NvmlErrorCode
-from monai_slo.testing_nvml import FakeNvml, use_nvml
+from monai_slo.checks.hostinfo import GIB, GpuInfo, HostProbe, gpu_info
+from monai_slo.checks.nvml import NvmlErrorCode
+from monai_slo.checks.registry import KINDS
+from monai_slo.testing.nvml import FakeNvml, use_nvml
 
 SPEC = Path(__file__).resolve().parents[2] / "shared/spec/monai-deploy-operating-environments.md"
 GB = 10**9
@@ -186,7 +187,7 @@ def test_require_kubernetes_on_a_lower_tier_is_a_configured_requirement() -> Non
 
 def test_real_kubernetes_detection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Inside a pod is recognised by KUBERNETES_SERVICE_HOST or the service-account dir."""
-    from monai_slo import hostinfo
+    from monai_slo.checks import hostinfo
 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setattr(hostinfo, "SERVICE_ACCOUNT_DIR", tmp_path / "absent")

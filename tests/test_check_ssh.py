@@ -17,8 +17,9 @@ from typing import Any, Self
 import pytest
 from pydantic import ValidationError
 
-from monai_slo.checks import KINDS, ssh
+from monai_slo.checks import ssh
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.registry import KINDS
 from tests.fixtures_dicom import (
     LOOPBACK,
     SilentListener,

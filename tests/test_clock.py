@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from monai_slo.config import load_config
-from monai_slo.daemon import Daemon
-from monai_slo.evaluation import evaluate_service
+from monai_slo.config.model import load_config
+from monai_slo.daemon.daemon import Daemon
+from monai_slo.history.evaluation import evaluate_service
 from tests.fixtures_http import HttpPeer
 
 KEY = ("prod", "web", "a")
@@ -85,8 +85,8 @@ def test_clock_jumps_forward_and_back(tmp_path: Path) -> None:
 
 def test_durations_ignore_wall_clock(tmp_path: Path) -> None:
     """A check's duration is measured on the monotonic clock, not the injected wall clock."""
-    from monai_slo.config import CheckRef
-    from monai_slo.runner import execute
+    from monai_slo.config.model import CheckRef
+    from monai_slo.daemon.runner import execute
 
     with HttpPeer() as web:
         path = tmp_path / "c.yaml"

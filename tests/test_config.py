@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from monai_slo.cli import main
-from monai_slo.config import coarse_interval_warnings, load_config
+from monai_slo.config.model import coarse_interval_warnings, load_config
 from monai_slo.tiers import TierName
 from monai_slo.yaml_source import SourceError
 
@@ -135,7 +135,7 @@ def test_shipped_configs_are_valid(name: str, tmp_path: Path) -> None:
     """config/example.yaml (every option) and the demo config validate."""
     path = REPO / "config" / name
     if name == "demo.yaml":
-        from monai_slo.demo import demo_config_text
+        from monai_slo.commands.demo import demo_config_text
 
         text = demo_config_text(
             listen="127.0.0.1:0",

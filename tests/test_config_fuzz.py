@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monai_slo.config import load_config
+from monai_slo.config.model import load_config
 from monai_slo.yaml_source import SourceError
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "example.yaml"

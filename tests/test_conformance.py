@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from monai_slo.config import Config, load_config
-from monai_slo.conformance import conformance_command, targets
-from monai_slo.hostinfo import GIB, GpuInfo, HostProbe
+from monai_slo.checks.hostinfo import GIB, GpuInfo, HostProbe
+from monai_slo.commands.conformance import conformance_command, targets
+from monai_slo.config.model import Config, load_config
 from monai_slo.tiers import TierName
 
 GB = 10**9

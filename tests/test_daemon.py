@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monai_slo.config import Config, load_config
-from monai_slo.daemon import Daemon
-from monai_slo.evaluation import evaluate_service
-from monai_slo.slo import State
+from monai_slo.config.model import Config, load_config
+from monai_slo.daemon.daemon import Daemon
+from monai_slo.history.evaluation import evaluate_service
+from monai_slo.slo.availability import State
 from tests.fixtures_dicom import OrthancPeer, SilentListener, StorescpPeer, free_port
 from tests.fixtures_http import HttpPeer
 
@@ -368,7 +368,7 @@ def test_reload_keeps_the_running_config_on_any_failure(
         daemon = Daemon(config, reload_config=broken)
         daemon.start()
         try:
-            with caplog.at_level("ERROR", logger="monai_slo.daemon"):
+            with caplog.at_level("ERROR", logger="monai_slo.daemon.daemon"):
                 assert daemon.reload() is False
             assert daemon.config is config
             assert daemon.registry.get_sample_value("monai_slo_config_last_reload_successful") == 0

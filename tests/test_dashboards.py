@@ -28,11 +28,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from monai_slo import dashboards
-from monai_slo import metric_names as m
-from monai_slo.config import load_config
-from monai_slo.daemon import Daemon
-from monai_slo.testing_nvml import FakeNvml, use_nvml
+from monai_slo.config.model import load_config
+from monai_slo.daemon.daemon import Daemon
+from monai_slo.outputs import dashboards
+from monai_slo.outputs import metric_names as m
+from monai_slo.testing.nvml import FakeNvml, use_nvml
 from tests.fixtures_dicom import PynetdicomPeer, free_port
 from tests.fixtures_http import HttpPeer, Route
 from tests.fixtures_prometheus import PrometheusServer, http_json
@@ -91,7 +91,7 @@ def overlaps(a: dict[str, int], b: dict[str, int]) -> bool:
 
 
 def test_checked_in_dashboards_are_current() -> None:
-    """grafana/dashboards/ holds exactly what `python -m monai_slo.dashboards` writes now:
+    """grafana/dashboards/ holds exactly what `python -m monai_slo.outputs.dashboards` writes now:
     a change to the generator or a metric name without regenerating fails here."""
     rendered = dashboards.render_dashboards()
     on_disk = {path.name: path.read_text(encoding="utf-8") for path in DASHBOARD_DIR.glob("*.json")}
@@ -106,7 +106,7 @@ def test_checked_in_dashboards_are_current() -> None:
     )
     stale = [name for name, text in rendered.items() if on_disk[name] != text]
     assert not stale, (
-        f"regenerate with: python -m monai_slo.dashboards grafana/dashboards ({stale})"
+        f"regenerate with: python -m monai_slo.outputs.dashboards grafana/dashboards ({stale})"
     )
 
 
@@ -115,7 +115,7 @@ def test_daemon_runs_without_the_sdk() -> None:
     import nothing from it (it is an optional extra)."""
     code = (
         "import sys\n"
-        "import monai_slo.cli, monai_slo.daemon, monai_slo.metrics, monai_slo.metric_names\n"
+        "import monai_slo.cli, monai_slo.daemon.daemon, monai_slo.outputs.metrics, monai_slo.outputs.metric_names\n"
         "assert not [n for n in sys.modules if n.startswith('grafana_foundation_sdk')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -423,7 +423,7 @@ def test_slo_window_query_picks_each_services_own_window(stack: Stack) -> None:
 
 @pytest.mark.slow
 def test_metric_names_are_what_the_daemon_exposes(stack: Stack) -> None:
-    """Every name in monai_slo.metric_names is a family the running daemon exposes (the gpu
+    """Every name in monai_slo.outputs.metric_names is a family the running daemon exposes (the gpu
     kind's included), so a dashboard query cannot silently target a renamed metric."""
     wanted = {
         value

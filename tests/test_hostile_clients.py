@@ -31,8 +31,8 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monai_slo.server import connection_limit
-from monai_slo.web_config import MAX_BCRYPT_COST, auth_slots
+from monai_slo.config.web_config import MAX_BCRYPT_COST, auth_slots
+from monai_slo.daemon.server import connection_limit
 from tests.fixtures_dicom import free_port
 from tests.fixtures_http import HttpPeer
 
@@ -577,7 +577,7 @@ def test_clients_that_stop_reading_hold_no_worker() -> None:
     event loop's to send, not a worker's), and the listener stops cleanly."""
     from prometheus_client import CollectorRegistry
 
-    from monai_slo.server import WORKERS, MetricsServer
+    from monai_slo.daemon.server import WORKERS, MetricsServer
 
     page = b"x" * (16 * 2**20)  # more than loopback's socket buffers take in
     server = MetricsServer(

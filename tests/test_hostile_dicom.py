@@ -26,9 +26,10 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from monai_slo.checks import dicom_echo, dicom_find, dicom_store_context
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.dicom_common import DEFAULT_READ_LIMIT
+from monai_slo.checks.dicom import echo as dicom_echo
+from monai_slo.checks.dicom import find as dicom_find
+from monai_slo.checks.dicom import store_context as dicom_store_context
 from tests.fixtures_dicom import HOSTILE_MODES, HostileDicomPeers, PynetdicomPeer, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -36,7 +37,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 TIMEOUT = 1.0
 # The deadline plus what ending pynetdicom's threads may take (measured: under 0.15 s).
 MAX_SECONDS = 1.5
-FIND_READ_LIMIT = dicom_find._Find.read_limit
+# The bytes one association may read: C-FIND 4 MiB, the others 64 KiB.
+FIND_READ_LIMIT = 4 * 1024 * 1024
+READ_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ KINDS: dict[str, tuple[Any, str, bool]] = {
 
 
 def _limit(kind: str) -> int:
-    return FIND_READ_LIMIT if kind == "dicom_find" else DEFAULT_READ_LIMIT
+    return FIND_READ_LIMIT if kind == "dicom_find" else READ_LIMIT
 
 
 def expected(mode: str, kind: str) -> tuple[FailureReason, str]:

@@ -28,7 +28,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monai_slo.checks.base import CheckResult
-from monai_slo.store import HistoryStore
+from monai_slo.history.store import HistoryStore
 from tests.fixtures_dicom import free_port
 from tests.fixtures_http import HttpPeer
 
@@ -70,32 +70,39 @@ class Outcome:
     stderr: str
     seconds: float
     max_rss: int
-    """Peak resident set size in bytes (from wait4)."""
+    """Peak resident set size in bytes (VmHWM, read while it runs). Not wait4's ru_maxrss:
+    a child started by vfork inherits the test process's own peak into that figure."""
 
 
-def _rss(pid: int) -> int:
+def _memory(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in bytes; zeros once the process is gone."""
+    found = {"VmRSS:": 0, "VmHWM:": 0}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+            key = line.split(maxsplit=1)[0] if line else ""
+            if key in found:
+                found[key] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return found["VmRSS:"], found["VmHWM:"]
 
 
 def run_bounded(args: list[str], tmp: Path, timeout: float = 30.0) -> Outcome:
     """Run a command to completion, killing it past ``timeout`` or RSS_LIMIT."""
     out, err = tmp / "stdout", tmp / "stderr"
     started = time.monotonic()
+    peak = 0
     with out.open("wb") as out_file, err.open("wb") as err_file:
         process = subprocess.Popen(args, stdout=out_file, stderr=err_file)
     try:
         while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            rss, high_water = _memory(process.pid)  # before wait4 reaps it
+            peak = max(peak, high_water)
+            pid, status, _ = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 process.returncode = os.waitstatus_to_exitcode(status)
                 break
-            assert _rss(process.pid) < RSS_LIMIT, f"{args} grew past {RSS_LIMIT} bytes"
+            assert rss < RSS_LIMIT, f"{args} grew past {RSS_LIMIT} bytes"
             assert time.monotonic() - started < timeout, f"{args} ran past {timeout}s"
             time.sleep(0.01)  # poll interval
     finally:
@@ -108,7 +115,7 @@ def run_bounded(args: list[str], tmp: Path, timeout: float = 30.0) -> Outcome:
         out.read_text(errors="replace"),
         err.read_text(errors="replace"),
         time.monotonic() - started,
-        usage.ru_maxrss * 1024,
+        peak,
     )
 
 
@@ -179,7 +186,7 @@ class RunningDaemon:
 
     def metrics(self) -> dict[str, float]:
         assert self.alive(), self.log.read_text()[-3000:]
-        assert _rss(self.process.pid) < RSS_LIMIT, "daemon grew past the RSS limit"
+        assert _memory(self.process.pid)[0] < RSS_LIMIT, "daemon grew past the RSS limit"
         try:
             return scrape(self.port)
         except OSError:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from monai_slo.checks.base import CheckResult, FailureReason
-from monai_slo.config import CheckRef, load_config
-from monai_slo.runner import CheckRunner
+from monai_slo.config.model import CheckRef, load_config
+from monai_slo.daemon.runner import CheckRunner
 from tests.fixtures_dicom import SilentListener
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -171,7 +171,7 @@ def test_hostile_peers_do_not_delay_the_other_checks(tmp_path: Path, peers: dict
     """With 10 % of the checks pointed at peers that hang or misbehave, every check still
     starts on schedule: start lateness p99 (measured when a worker starts it) stays <= 1 s and
     no run is missed."""
-    from monai_slo.daemon import Daemon
+    from monai_slo.daemon.daemon import Daemon
     from tests.fixtures_http import HttpPeer
 
     with HttpPeer() as web:

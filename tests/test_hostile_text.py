@@ -18,9 +18,9 @@ import pytest
 
 from monai_slo.checks import dicomweb, http
 from monai_slo.checks.base import CheckResult, Deadline, FailureReason
-from monai_slo.config import load_config
+from monai_slo.config.model import load_config
+from monai_slo.history.store import HistoryStore
 from monai_slo.safe_text import CleanFormatter, clean
-from monai_slo.store import HistoryStore
 
 # Markup that rich would parse (and choke on), an ANSI colour and screen-clear, an OSC
 # title change ending in BEL, a forged log line and a right-to-left override.

@@ -31,9 +31,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from monai_slo.checks.secrets import SecretRef
-from monai_slo.config import load_config, parse_listen
-from monai_slo.rules import generate_rules
-from monai_slo.server import MetricsServer
+from monai_slo.config.model import load_config, parse_listen
+from monai_slo.daemon.server import MetricsServer
+from monai_slo.outputs.rules import generate_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"

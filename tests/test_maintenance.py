@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from monai_slo.checks.base import CheckResult, FailureReason
 from monai_slo.cli import main
-from monai_slo.config import load_config
-from monai_slo.evaluation import evaluate, evaluate_service
-from monai_slo.maintenance import MaintenanceSpec, Window, merge
-from monai_slo.store import HistoryStore
+from monai_slo.config.maintenance import MaintenanceSpec, Window, merge
+from monai_slo.config.model import load_config
+from monai_slo.history.evaluation import evaluate, evaluate_service
+from monai_slo.history.store import HistoryStore
 
 KEY = ("prod", "pacs", "port")
 
@@ -198,7 +198,7 @@ def test_bad_duration_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_running_daemon_sees_cli_maintenance(tmp_path: Path) -> None:
     """The daemon reads CLI windows from the shared database at scrape time: no restart needed."""
-    from monai_slo.daemon import Daemon
+    from monai_slo.daemon.daemon import Daemon
 
     path = _config(tmp_path)
     daemon = Daemon(load_config(path))

@@ -1,4 +1,4 @@
-"""The lean C-ECHO path (monai_slo.checks.dicom_lean) against real peers.
+"""The lean C-ECHO path (monai_slo.checks.dicom.lean) against real peers.
 
 It must say what pynetdicom's association path says about every peer (same reason, same
 words), set TCP_NODELAY and TCP_QUICKACK before every read, let a slow peer show in the
@@ -23,10 +23,12 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
-from monai_slo.checks import dicom_common, dicom_echo, dicom_lean
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
-from monai_slo.config import CheckRef
-from monai_slo.runner import execute
+from monai_slo.checks.dicom import common as dicom_common
+from monai_slo.checks.dicom import echo as dicom_echo
+from monai_slo.checks.dicom import lean as dicom_lean
+from monai_slo.config.model import CheckRef
+from monai_slo.daemon.runner import execute
 from monai_slo.tiers import TierName
 from tests.fixtures_dicom import (
     OrthancPeer,

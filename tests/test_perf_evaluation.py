@@ -1,4 +1,4 @@
-"""/metrics keeps each service's settled timeline between scrapes (monai_slo.timeline); these
+"""/metrics keeps each service's settled timeline between scrapes (monai_slo.history.timeline); these
 tests hold the cached figures to those computed from scratch, and show that nothing stale is
 served: a result recorded between two scrapes shows in the second.
 """
@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from monai_slo.checks.base import CheckResult, FailureReason
-from monai_slo.config import Config, load_config
-from monai_slo.evaluation import ServiceReport, evaluate
-from monai_slo.metrics import DaemonView, LiveCounters, SloCollector
-from monai_slo.slo import Span, State, window_stats
-from monai_slo.store import HistoryStore
-from monai_slo.timeline import Timeline, TimelineCache
+from monai_slo.config.model import Config, load_config
+from monai_slo.history.evaluation import ServiceReport, evaluate
+from monai_slo.history.store import HistoryStore
+from monai_slo.history.timeline import Timeline, TimelineCache
+from monai_slo.outputs.metrics import DaemonView, LiveCounters, SloCollector
+from monai_slo.slo.availability import Span, State, window_stats
 
 START = 1_750_000_000.0
 CONFIG = """

@@ -1,4 +1,4 @@
-"""monai_slo.exposition writes /metrics faster than prometheus_client; these tests hold it to
+"""monai_slo.outputs.exposition writes /metrics faster than prometheus_client; these tests hold it to
 the very same bytes, in the text format and in OpenMetrics, for the daemon's own families
 and for awkward ones (escapes, special floats, every type), and check the fallback."""
 
@@ -21,12 +21,12 @@ from prometheus_client.core import (
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.registry import Collector
 
-from monai_slo import exposition
 from monai_slo.checks.base import CheckResult, FailureReason, Series
-from monai_slo.config import load_config
-from monai_slo.metrics import DaemonView, LiveCounters, SloCollector
-from monai_slo.scheduler import Lateness
-from monai_slo.store import HistoryStore
+from monai_slo.config.model import load_config
+from monai_slo.history.store import HistoryStore
+from monai_slo.outputs import exposition
+from monai_slo.outputs.lateness import Lateness
+from monai_slo.outputs.metrics import DaemonView, LiveCounters, SloCollector
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from bench.history import Pattern, generate, result, write
-from monai_slo.store import HistoryStore
+from monai_slo.history.store import HistoryStore
 
 NOW = 1_750_000_000.0
 # One day, dense with failures and a daemon-restart gap, so every branch is exercised.

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monai_slo.config import load_config
-from monai_slo.rules import RULES_FILE, render_rules
+from monai_slo.config.model import load_config
+from monai_slo.outputs.rules import RULES_FILE, render_rules
 from tests.fixtures_dicom import require_binary
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from monai_slo.checks.base import CheckResult, FailureReason
-from monai_slo.config import Config, load_config
-from monai_slo.report import (
+from monai_slo.config.model import Config, load_config
+from monai_slo.history.store import HistoryStore
+from monai_slo.outputs.report import (
     AvailabilityReport,
     Outage,
     build_report,
@@ -23,8 +24,7 @@ from monai_slo.report import (
     parse_period,
     report_command,
 )
-from monai_slo.report_html import COLOURS, render_report
-from monai_slo.store import HistoryStore
+from monai_slo.outputs.report_html import COLOURS, render_report
 from tests.fixtures_browser import (
     Chromium,
     day_classes,

@@ -10,9 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from monai_slo.burn_windows import BurnWindows, load_burn_windows, max_burn_rate
-from monai_slo.config import load_config
-from monai_slo.rules import (
+from monai_slo.config.model import load_config
+from monai_slo.outputs.rules import (
     RULES_FILE,
     AlertingOptions,
     generate_rules,
@@ -21,6 +20,7 @@ from monai_slo.rules import (
     rules_command,
     unreachable_warnings,
 )
+from monai_slo.slo.burn_windows import BurnWindows, load_burn_windows, max_burn_rate
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "example.yaml"

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from monai_slo.checks import KINDS, CheckKind, tcp
+from monai_slo.checks import tcp
 from monai_slo.checks.base import CheckOutcome, CheckResult, Deadline, FailureReason
-from monai_slo.config import CheckRef, load_config
-from monai_slo.runner import CheckRunner
+from monai_slo.checks.registry import KINDS, CheckKind
+from monai_slo.config.model import CheckRef, load_config
+from monai_slo.daemon.runner import CheckRunner
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from monai_slo.cli import main
-from monai_slo.config import load_config
-from monai_slo.daemon import Daemon
+from monai_slo.config.model import load_config
+from monai_slo.daemon.daemon import Daemon
 from tests.fixtures_dicom import free_port
 from tests.fixtures_http import HttpPeer
 

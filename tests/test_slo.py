@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monai_slo.slo import (
+from monai_slo.slo.availability import (
     Segment,
     Span,
     State,

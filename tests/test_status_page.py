@@ -16,12 +16,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monai_slo.checks.base import CheckResult, FailureReason
-from monai_slo.config import Config, load_config
-from monai_slo.daemon import Daemon
-from monai_slo.report_html import COLOURS
-from monai_slo.server import MetricsServer
-from monai_slo.status_page import StatusPage
-from monai_slo.store import HistoryStore
+from monai_slo.config.model import Config, load_config
+from monai_slo.daemon.daemon import Daemon
+from monai_slo.daemon.server import MetricsServer
+from monai_slo.history.store import HistoryStore
+from monai_slo.outputs.report_html import COLOURS
+from monai_slo.outputs.status_page import StatusPage
 from tests.fixtures_browser import (
     Chromium,
     day_classes,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from monai_slo.checks.base import CheckResult, FailureReason
-from monai_slo.slo import Segment
-from monai_slo.store import HistoryStore
+from monai_slo.history.store import HistoryStore
+from monai_slo.slo.availability import Segment
 
 KEY = ("prod", "pacs", "echo")
 
@@ -208,7 +208,7 @@ def test_the_buffer_is_bounded_and_drops_are_counted(
 ) -> None:
     """Past MAX_BUFFERED records waiting for a write the oldest are dropped and counted;
     reads still see every result; the newest are written once writing works."""
-    from monai_slo import store as store_module
+    from monai_slo.history import store as store_module
 
     monkeypatch.setattr(store_module, "MAX_BUFFERED", 50)
     path = tmp_path / "h.sqlite"

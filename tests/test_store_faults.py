@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from monai_slo.checks.base import CheckResult, FailureReason
-from monai_slo.store import HistoryStore
+from monai_slo.history.store import HistoryStore
 
 KEY = ("prod", "pacs", "echo")
 
@@ -78,7 +78,7 @@ def test_full_disk_keeps_results_in_memory_and_catches_up(
     assert store.flush()
     filler = _fill(tiny_fs)
     other = ("prod", "router", "echo")  # registering a new check needs a write too
-    with caplog.at_level(logging.ERROR, logger="monai_slo.store"):
+    with caplog.at_level(logging.ERROR, logger="monai_slo.history.store"):
         for at in range(1010, 1500, 10):
             store.record(KEY, "dicom_echo", _result(at, at < 1200), staleness=60)
             store.record(other, "dicom_echo", _result(at, True), staleness=60)
@@ -107,8 +107,8 @@ def test_full_disk_keeps_results_in_memory_and_catches_up(
 def test_daemon_keeps_checking_and_serving_on_a_full_disk(tiny_fs: Path) -> None:
     """With its history on a full disk the daemon keeps checking, serves /metrics from memory
     and counts monai_slo_store_errors_total; when space returns the history catches up."""
-    from monai_slo.config import load_config
-    from monai_slo.daemon import Daemon
+    from monai_slo.config.model import load_config
+    from monai_slo.daemon.daemon import Daemon
     from tests.fixtures_http import HttpPeer
 
     with HttpPeer() as web:
@@ -310,8 +310,8 @@ def test_damage_found_while_running_is_reported_and_the_daemon_keeps_serving(
     """The file damaged under a running daemon: the integrity check reports it (log,
     monai_slo_store_errors_total{operation="integrity"}, /-/ready 503), writes stop, and
     checks and /metrics go on from memory."""
-    from monai_slo.config import load_config
-    from monai_slo.daemon import Daemon
+    from monai_slo.config.model import load_config
+    from monai_slo.daemon.daemon import Daemon
     from tests.fixtures_http import HttpPeer
 
     db = tmp_path / "history.sqlite"
@@ -345,7 +345,7 @@ def test_damage_found_while_running_is_reported_and_the_daemon_keeps_serving(
             with db.open("r+b") as file:  # garbage over every page but the header page
                 file.seek(4096)
                 file.write(os.urandom(size - 4096))
-            with caplog.at_level(logging.ERROR, logger="monai_slo.store"):
+            with caplog.at_level(logging.ERROR, logger="monai_slo.history.store"):
                 assert not daemon.store.check_integrity()
             assert any("is damaged" in r.getMessage() for r in caplog.records)
             assert daemon.registry.get_sample_value(

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from monai_slo import systemd
-from monai_slo.scheduler import CheckScheduler
-from monai_slo.testing import VerificationPeer
+from monai_slo.daemon import systemd
+from monai_slo.daemon.scheduler import CheckScheduler
+from monai_slo.testing.peers import VerificationPeer
 from tests.fixtures_dicom import free_port
 from tests.fixtures_http import HttpPeer
 

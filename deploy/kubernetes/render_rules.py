@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from monai_slo.config import load_config
-from monai_slo.rules import generate_rules
+from monai_slo.config.model import load_config
+from monai_slo.outputs.rules import generate_rules
 
 HERE = Path(__file__).resolve().parent
 OVERLAYS = HERE / "overlays"

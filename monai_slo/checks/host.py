@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason, Series
-from monai_slo.hostinfo import GIB, GpuInfo, HostProbe, MeasurementTimeout, bounded
+from monai_slo.checks.hostinfo import GIB, GpuInfo, HostProbe, MeasurementTimeout, bounded
 from monai_slo.tiers import TierName
 
 GB = 10**9

@@ -1,7 +1,7 @@
 """The ``gpu`` kind: are this host's NVIDIA GPUs all there and fit to run inference?
 
-Everything is read through :mod:`monai_slo.nvml` (``nvml.current()``), so tests run the
-same rules against :class:`monai_slo.testing_nvml.FakeNvml`.
+Everything is read through :mod:`monai_slo.checks.nvml` (``nvml.current()``), so tests run the
+same rules against :class:`monai_slo.testing.nvml.FakeNvml`.
 
 Fatal (the check fails), after DCGM, the Kubernetes device plugin and gpud:
 GPU lost or reset required, fewer GPUs than expected, a critical XID since the last run,
@@ -33,9 +33,9 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, field_validator
 
-from monai_slo import nvml
+from monai_slo.checks import nvml
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason, Series
-from monai_slo.nvml import NvmlError, NvmlErrorCode
+from monai_slo.checks.nvml import NvmlError, NvmlErrorCode
 
 T = TypeVar("T")
 

@@ -1,0 +1,1 @@
+"""The DICOM kinds: one association path, a lean C-ECHO path, the kinds on them."""

@@ -1,0 +1,1 @@
+"""The CLI verbs' bodies; ``monai_slo.cli`` only parses arguments."""

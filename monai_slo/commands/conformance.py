@@ -1,0 +1,116 @@
+"""``monai-slo conformance``: this host against the hardware requirements of its tiers.
+
+What is evaluated:
+
+* every ``host`` check in the config, with its tier (its own ``tier`` key, else its
+  environment's) and its extras (``min_memory``, ``min_cores``, ``disk_free`` ...): a host
+  check is the config saying "the host running me belongs to this environment";
+* when the config has no host check, the spec's requirements of every tier its environments
+  use, once per tier, so a newcomer sees what this machine would need without writing one.
+
+Each requirement is printed with the spec sentence it comes from, what was measured and
+PASS/FAIL. Exit 0 when every enforced requirement passes, 1 otherwise (2, a config error,
+is the CLI's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from monai_slo.checks import host
+from monai_slo.checks.base import Deadline
+from monai_slo.checks.hostinfo import HostProbe
+from monai_slo.commands.tables import console
+from monai_slo.config.model import Config
+from monai_slo.safe_text import cell
+from monai_slo.tiers import TierName
+
+EXIT_OK, EXIT_FAILED = 0, 1
+SPEC_FILE = "spec/monai-deploy-operating-environments.md"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One set of requirements to judge: where it comes from, its tier, its check config."""
+
+    scope: str
+    tier: TierName
+    config: host.Config
+
+
+def targets(config: Config) -> tuple[list[Target], bool]:
+    """The host checks of ``config``, or one default per tier in use; True when defaulted."""
+    found = [
+        Target(ref.label, ref.config.tier or ref.tier, ref.config)
+        for ref in config.checks()
+        if isinstance(ref.config, host.Config)
+    ]
+    if found:
+        return found, False
+    by_tier: dict[TierName, list[str]] = {}
+    for environment in config.environments:
+        by_tier.setdefault(environment.tier, []).append(environment.name)
+    return [
+        Target(
+            ", ".join(names),
+            tier,
+            host.Config(name="conformance", kind="host", tier=tier),
+        )
+        for tier, names in by_tier.items()
+    ], True
+
+
+def _result(requirement: host.Requirement) -> str:
+    if requirement.enforced:
+        return "[green]PASS[/]" if requirement.ok else "[bold red]FAIL[/]"
+    return "met (reported only)" if requirement.ok else "[yellow]not met[/] (reported only)"
+
+
+def conformance_table(assessed: list[tuple[Target, host.Assessment]]) -> Table:
+    table = Table(title="host conformance", title_justify="left")
+    for column in ("ENVIRONMENT / CHECK", "TIER", "REQUIREMENT", "SPEC", "EXPECTED", "MEASURED"):
+        table.add_column(column, overflow="fold")
+    table.add_column("RESULT")
+    for target, assessment in assessed:
+        for requirement in assessment.requirements:
+            name = requirement.name + (f" {requirement.path}" if requirement.path else "")
+            table.add_row(
+                target.scope,
+                target.tier,
+                name,
+                requirement.source,
+                cell(requirement.expected),
+                cell(requirement.measured),
+                _result(requirement),
+            )
+    table.caption = f"spec: MONAI Deploy Operating Environments ({SPEC_FILE})"
+    return table
+
+
+def conformance_command(config: Config, probe: HostProbe | None = None) -> int:
+    """Print each requirement with its spec sentence, measured value and pass/fail; exit code.
+
+    ``probe`` replaces the real measurements (tests); each is taken once per command.
+    """
+    measure = (probe or HostProbe()).cached()
+    chosen, defaulted = targets(config)
+    assessed = [
+        (target, host.assess(target.config, target.tier, Deadline(target.config.timeout), measure))
+        for target in chosen
+    ]
+    out = console()
+    if defaulted:
+        out.print(
+            f"{config.source} has no host check: judging this host against the tier of every "
+            "environment (add a check of kind host to choose one and add extras)"
+        )
+    out.print(conformance_table(assessed))
+    enforced = [r for _, a in assessed for r in a.requirements if r.enforced]
+    failed = [r for r in enforced if not r.ok]
+    if failed:
+        out.print(f"NOT conformant: {len(failed)} of {len(enforced)} requirements failed")
+        return EXIT_FAILED
+    out.print(f"conformant: all {len(enforced)} requirements met")
+    return EXIT_OK

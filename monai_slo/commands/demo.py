@@ -1,0 +1,66 @@
+"""`monai-slo demo`: the daemon against local simulated peers, one of them flaky."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from importlib.resources import files
+from pathlib import Path
+from string import Template
+
+from monai_slo.commands.tables import console, status_table
+from monai_slo.config.model import load_config
+from monai_slo.daemon.daemon import Daemon
+from monai_slo.history.evaluation import evaluate
+from monai_slo.testing.peers import FlakyHttpPeer, VerificationPeer
+
+DEMO_CYCLE, DEMO_DOWN = 90.0, 20.0
+
+
+def demo_config_text(**ports: object) -> str:
+    template = Template(
+        files("monai_slo.commands").joinpath("demo.yaml").read_text(encoding="utf-8"),
+    )
+    return template.substitute(ports)
+
+
+def run_demo(*, listen: str, storage: Path, duration: float | None, every: float) -> int:
+    logging.getLogger("monai_slo").setLevel(logging.WARNING)
+    pacs = VerificationPeer("DEMO-PACS")
+    flaky = FlakyHttpPeer(cycle=DEMO_CYCLE, down_for=DEMO_DOWN)
+    stable = FlakyHttpPeer()
+    try:
+        text = demo_config_text(
+            listen=listen,
+            storage=storage,
+            dicom_port=pacs.port,
+            http_port=flaky.port,
+            stable_http_port=stable.port,
+        )
+        config = load_config(Path("demo.yaml"), text)
+        daemon = Daemon(config)
+        out = console()
+        out.print(
+            f"monai-slo demo: PACS (C-ECHO) on 127.0.0.1:{pacs.port}, gateway on {flaky.url} "
+            f"(down {DEMO_DOWN:g}s of every {DEMO_CYCLE:g}s)\n"
+            f"status page: http://{listen}/   metrics: http://{listen}/metrics\n"
+            f"history: {storage}\n"
+            f"Ctrl-C stops. The status table follows every {every:g}s.\n"
+        )
+        stop_printing = threading.Event()
+
+        def printer() -> None:
+            while not stop_printing.wait(every):
+                out.print(status_table(evaluate(daemon.config, daemon.store, daemon.clock())))
+
+        if every > 0:
+            threading.Thread(target=printer, name="demo-status", daemon=True).start()
+        try:
+            daemon.run_until_stopped(duration)
+        finally:
+            stop_printing.set()
+    finally:
+        pacs.stop()
+        flaky.stop()
+        stable.stop()
+    return 0

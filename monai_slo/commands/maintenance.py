@@ -1,0 +1,132 @@
+"""`monai-slo maintenance start|stop|list`: ad hoc windows, stored in the history database so the
+daemon (which reads them at every evaluation) and a restart both see them."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.table import Table
+
+from monai_slo.commands.tables import console
+from monai_slo.config.maintenance import utc
+from monai_slo.config.model import Config, Service
+from monai_slo.durations import format_duration
+from monai_slo.history.evaluation import maintenance_windows
+from monai_slo.history.store import HistoryStore, MaintenanceRow
+from monai_slo.safe_text import cell
+from monai_slo.slo.availability import ALERT_WINDOWS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _targets(config: Config, environment: str | None, service: str | None) -> list[Service] | str:
+    """The services a command names, or an error message."""
+    if environment is None and service is None:
+        return "name a service (--service) or an environment (--environment)"
+    matches = [
+        s
+        for s in config.services()
+        if environment in (None, s.environment) and service in (None, s.name)
+    ]
+    if not matches:
+        return (
+            f"no service matches --environment {environment} --service {service} in {config.source}"
+        )
+    if service is not None and len({s.environment for s in matches}) > 1:
+        names = ", ".join(sorted({s.environment for s in matches}))
+        return f"service {service!r} exists in several environments ({names}); add --environment"
+    return matches
+
+
+def start(
+    config: Config,
+    *,
+    environment: str | None,
+    service: str | None,
+    duration: float,
+    reason: str,
+    start_at: float | None = None,
+) -> int:
+    targets = _targets(config, environment, service)
+    if isinstance(targets, str):
+        print(targets, file=sys.stderr)
+        return EXIT_USAGE
+    now = time.time()
+    begin = now if start_at is None else start_at
+    store = HistoryStore(config.storage, retention=config.retention)
+    try:
+        env_name = targets[0].environment
+        window_id = store.add_maintenance(
+            env_name, service, begin, begin + duration, reason=reason, now=now
+        )
+    finally:
+        store.close()
+    scope = f"{env_name}/{service}" if service else f"{env_name} (every service)"
+    print(
+        f"maintenance #{window_id} for {scope}: {utc(begin)} to {utc(begin + duration)} "
+        f"({format_duration(duration)}){': ' + reason if reason else ''}"
+    )
+    return EXIT_OK
+
+
+def stop(
+    config: Config, *, environment: str | None, service: str | None, window_id: int | None
+) -> int:
+    if window_id is None:
+        targets = _targets(config, environment, service)
+        if isinstance(targets, str):
+            print(targets, file=sys.stderr)
+            return EXIT_USAGE
+        environment = targets[0].environment
+    store = HistoryStore(config.storage, retention=config.retention)
+    try:
+        changed = store.end_maintenance(
+            time.time(), window_id=window_id, environment=environment, service=service
+        )
+    finally:
+        store.close()
+    if not changed:
+        print("no active or planned maintenance matched", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"ended {changed} maintenance window{'s' if changed != 1 else ''}")
+    return EXIT_OK
+
+
+def list_windows(config: Config, *, past: float) -> int:
+    """Active and upcoming windows (config and CLI), and those ended within ``past`` seconds."""
+    now = time.time()
+    horizon = now + 7 * 86400
+    stored: list[MaintenanceRow] = []
+    if config.storage.exists():  # no history yet: only the config's windows exist
+        store = HistoryStore(config.storage, retention=config.retention, read_only=True)
+        try:
+            stored = store.maintenance(now - max(past, *ALERT_WINDOWS))
+        finally:
+            store.close()
+    table = Table(title="maintenance", title_justify="left")
+    for column in ("ID", "ENVIRONMENT", "SERVICE", "START", "END", "STATE", "SOURCE", "REASON"):
+        table.add_column(column)
+    rows = set()
+    for service in config.services():
+        for window in maintenance_windows(service, stored, now - past, horizon):
+            scope = service.name
+            key = (window.id, service.environment, scope, window.start)
+            if key in rows:
+                continue
+            rows.add(key)
+            state = (
+                "active" if window.active(now) else ("ended" if window.end <= now else "planned")
+            )
+            table.add_row(
+                "" if window.id is None else str(window.id),
+                service.environment,
+                scope,
+                utc(window.start),
+                utc(window.end),
+                state,
+                "config" if window.id is None else "cli",
+                cell(window.reason),
+            )
+    console().print(table)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The config: its validated model, loading, maintenance windows, the web config."""

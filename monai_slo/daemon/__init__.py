@@ -1,0 +1,1 @@
+"""The daemon: scheduler, runner (deadlines, workers), HTTP listener, systemd."""

@@ -1,0 +1,1 @@
+"""History: the SQLite store, timelines built from it, and their evaluation."""

@@ -1,0 +1,165 @@
+"""Where config, history and SLO math meet: one report per service, for /metrics and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monai_slo.config.maintenance import Window, config_windows, merge
+from monai_slo.config.model import CheckRef, Config, Service
+from monai_slo.durations import format_duration
+from monai_slo.history.store import HistoryStore, LastResult, MaintenanceRow
+from monai_slo.history.timeline import TimelineCache
+from monai_slo.slo.availability import (
+    ALERT_WINDOWS,
+    Segment,
+    State,
+    WindowStats,
+    burn_rate,
+    error_budget_remaining,
+    service_timeline,
+    state_at,
+    window_stats,
+)
+
+# Past its timeout a run is recorded within the runner's grace; this much more is slack.
+SETTLE_SLACK = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    ref: CheckRef
+    last: LastResult | None
+    state: State
+    runs: int
+    failures: int
+    """Runs and failures over the service's SLO window (hour granularity)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReport:
+    label: str
+    stats: WindowStats
+    burn_rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceReport:
+    service: Service
+    state: State
+    windows: tuple[WindowReport, ...]
+    slo_window: WindowReport
+    budget_remaining: float | None
+    checks: tuple[CheckReport, ...]
+    """Empty when evaluated with ``checks=False`` (as /metrics does)."""
+    maintenance: tuple[Window, ...] = ()
+    """Windows (config and CLI) overlapping the longest window up to now."""
+    maintenance_active: bool = False
+
+    @property
+    def objective_ratio(self) -> float | None:
+        objective = self.service.objective
+        return None if objective is None else objective / 100
+
+
+def window_label(seconds: float) -> str:
+    return format_duration(seconds)
+
+
+def evaluate(
+    config: Config,
+    store: HistoryStore,
+    now: float,
+    *,
+    cache: TimelineCache | None = None,
+    checks: bool = True,
+) -> list[ServiceReport]:
+    """One report per service. ``cache`` (kept by /metrics between scrapes) reuses the
+    settled part of each timeline; ``checks=False`` leaves out the per-check reports and
+    their run counts (one query per check), which /metrics does not use."""
+    longest = max((*ALERT_WINDOWS, *config.windows()))
+    stored = store.maintenance(now - longest)
+    if cache is not None:
+        cache.prefetch(store, now)
+    return [
+        evaluate_service(service, store, now, stored, cache=cache, checks=checks)
+        for service in config.services()
+    ]
+
+
+def maintenance_windows(
+    service: Service, stored: Sequence[MaintenanceRow], since: float, until: float
+) -> list[Window]:
+    """The service's windows from the config and from the CLI, overlapping [since, until]."""
+    found = config_windows(service.maintenance, since, until)
+    found += [
+        Window(row.start, row.end, row.reason, row.id)
+        for row in stored
+        if row.covers(service.environment, service.name) and row.start < until and row.end > since
+    ]
+    return sorted(found, key=lambda w: w.start)
+
+
+def evaluate_service(
+    service: Service,
+    store: HistoryStore,
+    now: float,
+    stored_maintenance: Sequence[MaintenanceRow] | None = None,
+    *,
+    cache: TimelineCache | None = None,
+    checks: bool = True,
+) -> ServiceReport:
+    windows = sorted({*ALERT_WINDOWS, service.window})
+    longest = windows[-1]
+    if stored_maintenance is None:
+        stored_maintenance = store.maintenance(now - longest)
+    planned = maintenance_windows(service, stored_maintenance, now - longest, now)
+    excluded = merge(planned)
+    ids = [store.known_id(ref.key) for ref in service.checks]
+    # "now" is the end of the half-open window, so the current state is an instant before it.
+    if cache is None:
+        segments_by_id = store.segments([i for i in ids if i is not None], now - longest, now)
+        per_check = [segments_by_id.get(i, []) if i is not None else [] for i in ids]
+        spans = service_timeline(per_check, now - longest, now)
+        all_stats = [window_stats(spans, now, seconds, excluded) for seconds in windows]
+        current = state_at(spans, now - 1e-6)
+    else:
+        settle = max((ref.config.timeout for ref in service.checks), default=0.0) + SETTLE_SLACK
+        timeline, per_check = cache.timeline(
+            service.key, ids, store, now - longest, now, settle=settle
+        )
+        all_stats = [timeline.stats(now, seconds, excluded) for seconds in windows]
+        current = timeline.state_at(now - 1e-6)
+    objective = None if service.objective is None else service.objective / 100
+    reports = []
+    for seconds, stats in zip(windows, all_stats, strict=True):
+        rate = burn_rate(stats, objective) if objective is not None else None
+        reports.append(WindowReport(window_label(seconds), stats, rate))
+    slo_window = next(r for r in reports if r.stats.window == service.window)
+    budget = error_budget_remaining(slo_window.stats, objective) if objective is not None else None
+    check_reports = []
+    if checks:
+        for ref, check_id, segments in zip(service.checks, ids, per_check, strict=True):
+            last = store.last_result(check_id) if check_id is not None else None
+            check_state = _current_state(segments, now)
+            runs, failures = (
+                store.run_counts(check_id, now - service.window) if check_id is not None else (0, 0)
+            )
+            check_reports.append(CheckReport(ref, last, check_state, runs, failures))
+    return ServiceReport(
+        service,
+        current,
+        tuple(reports),
+        slo_window,
+        budget,
+        tuple(check_reports),
+        tuple(planned),
+        any(window.active(now) for window in planned),
+    )
+
+
+def _current_state(segments: list[Segment], now: float) -> State:
+    """The store clips segments to now, so only the latest one reaching now is current."""
+    if segments and segments[-1].end >= now:
+        return State.UP if segments[-1].up else State.DOWN
+    return State.NO_DATA

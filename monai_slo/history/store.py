@@ -1,0 +1,937 @@
+"""Durable history in SQLite (WAL): state segments per check, hourly run counters, last results.
+
+Consecutive results in the same state extend one segment, so a stable service costs one row
+per check however long it runs; 30 days of 1,000 checks stay small. Results are buffered in
+memory and written every flush interval in one transaction: a crash loses at most that much,
+and reads always see the buffered state too.
+
+Storage faults, and what the daemon does about each:
+
+* **At start** a history path that cannot be opened or created (its directory missing and
+  not creatable, or not writable; a read-only or immutable file; a directory in its place),
+  or a file that is not an intact SQLite database (garbage, truncated, failing
+  ``PRAGMA quick_check``), raises :class:`StoreError`: ``run`` prints one line naming the
+  path and what to do and exits 2. The file is never written, moved or deleted, so nothing
+  recorded is lost: the administrator decides (move it aside, ``sqlite3 FILE .recover``).
+  ``validate`` warns about the same faults beforehand (:func:`storage_warnings`).
+* **While running**, a write that fails (disk full, a read-only remount, another process
+  holding the lock) keeps the results in memory and is retried at the next flush; every
+  failure is counted (``monai_slo_store_errors_total{operation}``), each distinct error is
+  logged once, /metrics is served from memory and ``/-/ready`` is false while writes fail
+  (for a lock held by another process: once it has been held for :data:`LOCK_GRACE`).
+* **Corruption found while running** (an SQLITE_CORRUPT answer, or the periodic
+  :meth:`HistoryStore.check_integrity`) is logged with what to do and counted
+  (``operation="integrity"``); writes stop, since writing into a damaged file can spread
+  the damage, and the daemon keeps checking and serving from memory until it is restarted.
+* **Another process's lock never stalls checks or scrapes**: recording touches memory only;
+  a flush waits at most ``write_wait`` (:data:`DAEMON_WRITE_WAIT` in the daemon) for the
+  lock and otherwise retries at the next flush; /metrics reads recent history (the last
+  :data:`RECENT_KEEP` seconds) from memory.
+* **The buffer is bounded**: at most :data:`MAX_BUFFERED` records (changed segments and
+  hourly run counters) wait for a write; beyond that the oldest is dropped and counted
+  (``monai_slo_store_dropped_records_total``). Stable checks add one record per check per
+  hour, so 1,000 checks can be buffered for days; only flapping checks fill it faster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from monai_slo.checks.base import CheckResult, FailureReason
+from monai_slo.slo.availability import Segment
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+CheckKey = tuple[str, str, str]
+
+# How long the daemon's writes wait for another process's lock before trying again at the
+# next flush: short, so a flush never holds up recording (which only takes the memory lock).
+DAEMON_WRITE_WAIT = 0.1
+# How long the daemon's reads wait (WAL readers only wait for an exclusive-mode locker).
+DAEMON_READ_WAIT = 0.25
+# The last flush at stop waits longer: what it cannot write is lost.
+CLOSE_WAIT = 10.0
+# A lock held by another process this long makes the store count as failing (/-/ready).
+LOCK_GRACE = 30.0
+# Segments ending within this long are kept in memory: /metrics reads only these.
+RECENT_KEEP = 1800.0
+# Records (changed segments + hourly run counters) waiting for a write: 100,000 of them took
+# 25 MB (measured), and 1,000 stable checks add about 1,000 an hour.
+MAX_BUFFERED = 100_000
+# How often memory is trimmed of segments older than RECENT_KEEP.
+_TRIM_EVERY = 60.0
+
+_HEADER = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checks (
+    id INTEGER PRIMARY KEY,
+    environment TEXT NOT NULL, service TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+    UNIQUE (environment, service, name)
+);
+-- start: first result of the run; last: latest result; end: how far the run covers
+-- (min(next start, last + staleness)).
+CREATE TABLE IF NOT EXISTS segments (
+    check_id INTEGER NOT NULL REFERENCES checks(id),
+    start REAL NOT NULL, last REAL NOT NULL, end REAL NOT NULL, up INTEGER NOT NULL,
+    PRIMARY KEY (check_id, start)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS segments_end ON segments (end);
+CREATE TABLE IF NOT EXISTS runs (
+    check_id INTEGER NOT NULL REFERENCES checks(id), hour INTEGER NOT NULL,
+    runs INTEGER NOT NULL, failures INTEGER NOT NULL,
+    PRIMARY KEY (check_id, hour)
+) WITHOUT ROWID;
+-- Maintenance started from the CLI; service NULL covers every service of the environment.
+CREATE TABLE IF NOT EXISTS maintenance (
+    id INTEGER PRIMARY KEY,
+    environment TEXT NOT NULL, service TEXT,
+    start REAL NOT NULL, end REAL NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS last_results (
+    check_id INTEGER PRIMARY KEY REFERENCES checks(id),
+    timestamp REAL NOT NULL, success INTEGER NOT NULL, duration REAL NOT NULL,
+    reason TEXT, detail TEXT NOT NULL
+);
+"""
+
+_RECOVER = "keep a copy, then recover it (sqlite3 FILE .recover) or move it aside"
+
+
+class StoreError(Exception):
+    """The history database cannot be used; ``str()`` is one line naming the path."""
+
+    def __init__(self, path: Path, problem: str, remedy: str) -> None:
+        self.path = path
+        super().__init__(f"history database {path}: {problem}; {remedy}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSegment:
+    start: float
+    last: float
+    end: float
+    up: bool
+
+    def as_segment(self, now: float) -> Segment:
+        return Segment(self.start, min(self.end, now), self.up)
+
+
+@dataclass(frozen=True, slots=True)
+class LastResult:
+    timestamp: float
+    success: bool
+    duration: float
+    reason: FailureReason | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceRow:
+    id: int
+    environment: str
+    service: str | None
+    start: float
+    end: float
+    reason: str
+
+    def covers(self, environment: str, service: str) -> bool:
+        return self.environment == environment and self.service in (None, service)
+
+
+def _error_name(exc: sqlite3.Error) -> str:
+    return str(getattr(exc, "sqlite_errorname", ""))
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    return _error_name(exc).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
+def _header_problem(path: Path) -> str | None:
+    """Why an existing file is not a SQLite database, from its first bytes (None: it may be)."""
+    with path.open("rb") as file:
+        head = file.read(len(_HEADER))
+    if head and head != _HEADER:  # an empty file is a new database
+        return "is not a SQLite database (it was left untouched)"
+    return None
+
+
+def storage_warnings(path: Path) -> list[str]:
+    """What would keep `run` from opening the history at ``path``, found without changing
+    anything (for `validate`)."""
+    if path.is_dir():
+        return [f"history database {path}: is a directory; set storage: to a file path"]
+    if path.exists():
+        try:
+            problem = _header_problem(path)
+            with path.open("r+b"):
+                pass  # opened for writing, nothing written
+        except OSError as exc:
+            return [f"history database {path}: cannot be opened for writing: {exc.strerror}"]
+        if problem is not None:
+            return [f"history database {path}: {problem}; move it aside or set storage:"]
+        directory = path.parent
+    else:
+        directory = path.parent
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent
+        if not directory.is_dir():
+            return [f"history database {path}: {directory} is not a directory"]
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return [
+            f"history database {path}: directory {directory} is not writable "
+            "(the database needs its -wal and -shm files beside it)"
+        ]
+    return []
+
+
+_WRITABLE = "make it writable by the daemon's user or set storage: to another path"
+
+
+def _check_path(path: Path) -> None:
+    """Raise StoreError for a path the daemon cannot create or write; changes nothing but
+    creating missing directories."""
+    if path.is_dir():
+        raise StoreError(path, "is a directory", "set storage: to a file path")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise StoreError(path, f"{path.parent} is not a directory", _WRITABLE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            path, f"cannot create its directory {path.parent}: {exc.strerror}", _WRITABLE
+        ) from exc
+    if path.exists():
+        try:
+            problem = _header_problem(path)
+            with path.open("r+b"):
+                pass  # opened for writing, nothing written
+        except OSError as exc:
+            raise StoreError(
+                path, f"cannot be opened for writing: {exc.strerror}", _WRITABLE
+            ) from exc
+        if problem is not None:
+            raise StoreError(path, problem, "move it aside or set storage: to another path")
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreError(
+            path, f"cannot be created: directory {path.parent} is not writable", _WRITABLE
+        )
+
+
+class HistoryStore:
+    """Thread-safe: the scheduler records and flushes, the collector and CLI read.
+
+    Three locks, always taken in this order: ``_write_lock`` (the writing connection),
+    ``_read_lock`` (the reading connection), ``_lock`` (memory). Recording takes only the
+    memory lock, so a flush waiting for the database never holds it up.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention: float = 90 * 86400.0,
+        read_only: bool = False,
+        write_wait: float = 5.0,
+        read_wait: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Open (and create) the history; ``read_only`` is for readers such as `status` and
+        `report`: they never write, so they cannot leave files owned by another user behind.
+
+        ``write_wait``/``read_wait``: seconds to wait for another process's lock. Raises
+        :class:`StoreError` when the file cannot be used (see the module docstring).
+        """
+        self.path = path
+        self.retention = retention
+        self.read_only = read_only
+        self.write_wait = write_wait
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._ids: dict[CheckKey, int] = {}
+        self._missing: set[CheckKey] = set()
+        self._open: dict[int, StoredSegment] = {}
+        self._recent: dict[int, dict[float, StoredSegment]] = {}
+        self._dirty_segments: dict[tuple[int, float], StoredSegment] = {}
+        self._pending_runs: dict[tuple[int, int], list[int]] = {}
+        self._last: dict[int, LastResult] = {}
+        self._dirty_last: set[int] = set()
+        self.errors: dict[str, int] = {}
+        """Failed operations by kind since start (exposed as monai_slo_store_errors_total)."""
+        self.dropped = 0
+        """Buffered records dropped because the buffer was full (never written)."""
+        self._logged_errors: set[str] = set()
+        self._provisional: dict[CheckKey, tuple[int, str]] = {}
+        self._next_provisional = -1
+        self._failing_since: float | None = None
+        self._failing_busy = False
+        self._corrupt: str | None = None
+        self._memory_since = math.inf
+        self._trimmed_at = time.monotonic()
+        self._maintenance_cache: tuple[float, list[MaintenanceRow]] | None = None
+        if read_only:
+            self._db = self._connect_read_only(path, read_wait)
+            self._reader = self._db
+        else:
+            self._db = self._connect(path, write_wait)
+            try:
+                self._reader = self._connect_reader(path, read_wait)
+            except BaseException:
+                self._db.close()
+                raise
+        try:
+            self._load()
+        except sqlite3.Error as exc:
+            self._close_connections()
+            raise StoreError(path, f"cannot be read: {exc}", _RECOVER) from exc
+
+    # -- opening --------------------------------------------------------------------------
+
+    @staticmethod
+    def _connect_read_only(path: Path, wait: float) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+            db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(path, f"cannot be opened for reading: {exc}", _RECOVER) from exc
+        return db
+
+    @staticmethod
+    def _connect(path: Path, wait: float) -> sqlite3.Connection:
+        """The writing connection, after checking the file without changing it."""
+        remedy = _WRITABLE
+        _check_path(path)
+        try:
+            db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(path, f"cannot be opened: {exc}", remedy) from exc
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+            # Checked before the first write: a damaged file is refused as it was found.
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise StoreError(path, f"is damaged ({'; '.join(problems)})", _RECOVER)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL with WAL is durable across process crashes; only power loss drops a flush.
+            db.execute("PRAGMA synchronous=NORMAL")
+            has_schema = db.execute(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'last_results'"
+            ).fetchone()
+            if has_schema is None:  # a new file: the only case that writes at open
+                db.executescript(_SCHEMA)
+                db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        except sqlite3.Error as exc:
+            db.close()
+            if _is_corrupt(exc):
+                raise StoreError(path, f"is damaged ({exc})", _RECOVER) from exc
+            raise StoreError(path, f"cannot be opened: {exc}", remedy) from exc
+        except StoreError:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _connect_reader(path: Path, wait: float) -> sqlite3.Connection:
+        try:
+            reader = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            reader.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+        except sqlite3.Error as exc:
+            raise StoreError(path, f"cannot be opened: {exc}", _RECOVER) from exc
+        return reader
+
+    def _load(self) -> None:
+        """Open segments, last results and recent segments into memory."""
+        recent_since = self._clock() - RECENT_KEEP
+        with self._read_lock:
+            db = self._reader
+            rows = db.execute(
+                "SELECT check_id, start, last, end, up FROM segments s WHERE start = "
+                "(SELECT MAX(start) FROM segments WHERE check_id = s.check_id)"
+            ).fetchall()
+            recent = db.execute(
+                "SELECT check_id, start, last, end, up FROM segments WHERE end > ?",
+                (recent_since,),
+            ).fetchall()
+            last_rows = db.execute(
+                "SELECT check_id, timestamp, success, duration, reason, detail FROM last_results"
+            ).fetchall()
+        for check_id, start, last, end, up in rows:
+            segment = StoredSegment(start, last, end, bool(up))
+            self._open[check_id] = segment
+            self._recent.setdefault(check_id, {})[start] = segment
+        for check_id, start, last, end, up in recent:
+            self._recent.setdefault(check_id, {})[start] = StoredSegment(start, last, end, bool(up))
+        self._memory_since = recent_since
+        for check_id, timestamp, success, duration, reason, detail in last_rows:
+            self._last[check_id] = LastResult(
+                timestamp,
+                bool(success),
+                duration,
+                FailureReason(reason) if reason else None,
+                detail,
+            )
+
+    # -- identity -------------------------------------------------------------------------
+
+    def check_id(self, key: CheckKey, kind: str = "") -> int:
+        """The check's row id; a provisional negative id while the database cannot be written.
+
+        Recording never waits for the database: when another flush or process holds it, or
+        writes are failing, the check gets a provisional id, swapped for a real one at the
+        first flush that succeeds.
+        """
+        with self._lock:
+            found = self._ids.get(key)
+            if found is not None:
+                return found
+        check_id: int | None = None
+        writable = not self.read_only and self._failing_since is None and self._corrupt is None
+        if writable and self._write_lock.acquire(blocking=False):
+            try:
+                # No waiting for another process's lock here: a worker is recording.
+                self._db.execute("PRAGMA busy_timeout=0")
+                check_id = self._insert_check(key, kind)
+            except sqlite3.Error as exc:
+                self._failed("register", exc)
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout={int(self.write_wait * 1000)}")
+                self._write_lock.release()
+        with self._lock:
+            found = self._ids.get(key)
+            if found is not None:
+                return found
+            if check_id is None:
+                check_id = self._next_provisional
+                self._next_provisional -= 1
+                self._provisional[key] = (check_id, kind)
+            self._ids[key] = check_id
+            self._missing.discard(key)
+            return check_id
+
+    def _insert_check(self, key: CheckKey, kind: str) -> int:
+        row = self._db.execute(
+            "SELECT id FROM checks WHERE environment=? AND service=? AND name=?", key
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        cursor = self._db.execute(
+            "INSERT INTO checks (environment, service, name, kind) VALUES (?, ?, ?, ?)",
+            (*key, kind),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _resolve_provisional(self) -> None:
+        """Give provisional checks real ids (own transaction: a failure changes nothing)."""
+        with self._lock:
+            provisional = dict(self._provisional)
+        if not provisional:
+            return
+        self._db.execute("BEGIN")
+        try:
+            real_ids = {
+                key: self._insert_check(key, kind) for key, (_, kind) in provisional.items()
+            }
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            raise
+        with self._lock:
+            for key, real in real_ids.items():
+                temporary = provisional[key][0]
+                self._ids[key] = real
+                del self._provisional[key]
+                if temporary in self._open:
+                    self._open[real] = self._open.pop(temporary)
+                if temporary in self._recent:
+                    self._recent[real] = self._recent.pop(temporary)
+                if temporary in self._last:
+                    self._last[real] = self._last.pop(temporary)
+                if temporary in self._dirty_last:
+                    self._dirty_last.discard(temporary)
+                    self._dirty_last.add(real)
+                for cid, start in [k for k in self._dirty_segments if k[0] == temporary]:
+                    self._dirty_segments[(real, start)] = self._dirty_segments.pop((cid, start))
+                for cid, hour in [k for k in self._pending_runs if k[0] == temporary]:
+                    self._pending_runs[(real, hour)] = self._pending_runs.pop((cid, hour))
+
+    def known_id(self, key: CheckKey) -> int | None:
+        """Id of a check that has history, without creating one (for read-only callers)."""
+        with self._lock:
+            if key in self._ids:
+                return self._ids[key]
+            if key in self._missing:
+                return None
+        try:
+            with self._read_lock:
+                row = self._reader.execute(
+                    "SELECT id FROM checks WHERE environment=? AND service=? AND name=?", key
+                ).fetchone()
+        except sqlite3.Error:
+            if self.read_only:
+                raise
+            with self._lock:  # unknown for this scrape; asked again at the next
+                self.errors["read"] = self.errors.get("read", 0) + 1
+            return None
+        with self._lock:
+            if key in self._ids:
+                return self._ids[key]
+            if row is None:
+                # Only this process adds checks, and it does so through check_id: a check
+                # not there now stays unknown until then (no query per scrape meanwhile).
+                if not self.read_only:
+                    self._missing.add(key)
+                return None
+            # Row ids never change: later calls (every /metrics scrape) skip the query.
+            self._ids[key] = int(row[0])
+            return self._ids[key]
+
+    # -- writing --------------------------------------------------------------------------
+
+    def record(self, key: CheckKey, kind: str, result: CheckResult, staleness: float) -> None:
+        """Fold one result into the check's segments; written at the next flush."""
+        check_id = self.check_id(key, kind)
+        at = result.timestamp
+        with self._lock:
+            current = self._open.get(check_id)
+            if current is not None and at < current.last:
+                # A wall clock stepped back: never rewrite history, start from here.
+                at = current.last
+            if current is not None and current.up == result.success and at <= current.end:
+                self._keep(check_id, replace(current, last=at, end=at + staleness), True)
+            else:
+                if current is not None and at < current.end:
+                    self._keep(check_id, replace(current, end=at), False)
+                opened = StoredSegment(at, at, at + staleness, result.success)
+                if current is not None and opened.start == current.start:
+                    opened = replace(opened, start=at + 1e-6, last=at + 1e-6)
+                self._keep(check_id, opened, True)
+            counter = self._pending_runs.setdefault((check_id, int(at // 3600)), [0, 0])
+            counter[0] += 1
+            counter[1] += 0 if result.success else 1
+            self._last[check_id] = LastResult(
+                result.timestamp, result.success, result.duration, result.reason, result.detail
+            )
+            self._dirty_last.add(check_id)
+            self._bound_buffer()
+
+    def _keep(self, check_id: int, segment: StoredSegment, is_open: bool) -> None:
+        """Remember a new or changed segment (memory lock held)."""
+        if is_open:
+            self._open[check_id] = segment
+        self._dirty_segments[(check_id, segment.start)] = segment
+        self._recent.setdefault(check_id, {})[segment.start] = segment
+
+    def _bound_buffer(self) -> None:
+        """Drop the oldest buffered records past MAX_BUFFERED (memory lock held).
+
+        Dropped records stay in memory for reads until they age out; only the database
+        never gets them, so they are counted and logged.
+        """
+        while len(self._dirty_segments) + len(self._pending_runs) > MAX_BUFFERED:
+            # Dicts keep insertion order: the first key is the oldest buffered record.
+            if len(self._dirty_segments) >= len(self._pending_runs):
+                del self._dirty_segments[next(iter(self._dirty_segments))]
+            else:
+                del self._pending_runs[next(iter(self._pending_runs))]
+            if self.dropped == 0:
+                log.error(
+                    "history buffer for %s is full (%d records waiting for a write); "
+                    "dropping the oldest (counted in monai_slo_store_dropped_records_total)",
+                    self.path,
+                    MAX_BUFFERED,
+                )
+            self.dropped += 1
+
+    def buffered(self) -> int:
+        """Records waiting for a write."""
+        with self._lock:
+            return len(self._dirty_segments) + len(self._pending_runs)
+
+    def flush(self) -> bool:
+        """Write buffered results in one transaction; on failure keep them for the next try.
+
+        Waits at most ``write_wait`` for another process's lock; recording goes on meanwhile.
+        """
+        if self.read_only:
+            return True
+        with self._write_lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
+        self._trim()
+        if self._corrupt is not None:
+            return False  # writing into a damaged file can spread the damage
+        with self._lock:
+            if not (self._dirty_segments or self._pending_runs or self._dirty_last):
+                self._recovered()
+                return True
+        try:
+            self._resolve_provisional()
+        except sqlite3.Error as exc:
+            self._failed("register", exc)
+            return False
+        with self._lock:
+            # Checks registered since the ids were resolved wait for the next flush.
+            segments = {k: s for k, s in self._dirty_segments.items() if k[0] > 0}
+            runs = {k: n for k, n in self._pending_runs.items() if k[0] > 0}
+            for run_key in runs:
+                del self._pending_runs[run_key]
+            last = {cid: self._last[cid] for cid in self._dirty_last if cid > 0}
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?)",
+                [(cid, s.start, s.last, s.end, int(s.up)) for (cid, _), s in segments.items()],
+            )
+            self._db.executemany(
+                "INSERT INTO runs VALUES (?, ?, ?, ?) ON CONFLICT (check_id, hour) DO UPDATE "
+                "SET runs = runs + excluded.runs, failures = failures + excluded.failures",
+                [(cid, hour, n[0], n[1]) for (cid, hour), n in runs.items()],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO last_results VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (cid, r.timestamp, int(r.success), r.duration, r.reason, r.detail)
+                    for cid, r in last.items()
+                ],
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            with self._lock:
+                for run_key, n in runs.items():
+                    counter = self._pending_runs.setdefault(run_key, [0, 0])
+                    counter[0] += n[0]
+                    counter[1] += n[1]
+            self._failed("write", exc)
+            return False
+        with self._lock:
+            # What changed again while writing stays buffered for the next flush.
+            for seg_key, segment in segments.items():
+                if self._dirty_segments.get(seg_key) is segment:
+                    del self._dirty_segments[seg_key]
+            for cid, result in last.items():
+                if self._last.get(cid) is result:
+                    self._dirty_last.discard(cid)
+        self._recovered()
+        return True
+
+    def _trim(self) -> None:
+        """Forget settled segments older than RECENT_KEEP; reads before then use the file."""
+        if time.monotonic() - self._trimmed_at < _TRIM_EVERY:
+            return
+        self._trimmed_at = time.monotonic()
+        cutoff = self._clock() - RECENT_KEEP
+        with self._lock:
+            for check_id, by_start in self._recent.items():
+                current = self._open.get(check_id)
+                for start in [s for s, seg in by_start.items() if seg.end <= cutoff]:
+                    if (current is None or current.start != start) and (
+                        check_id,
+                        start,
+                    ) not in self._dirty_segments:
+                        del by_start[start]
+            self._memory_since = max(self._memory_since, cutoff)
+
+    def _rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back by itself when it cannot; nothing was committed
+
+    def _failed(self, operation: str, exc: sqlite3.Error) -> None:
+        """Count every failure; log each distinct error once until writing works again."""
+        busy = _is_busy(exc)
+        with self._lock:
+            self.errors[operation] = self.errors.get(operation, 0) + 1
+            if self._failing_since is None or (self._failing_busy and not busy):
+                self._failing_since = time.monotonic()
+            self._failing_busy = busy
+            message = str(exc)
+            first = message not in self._logged_errors
+            self._logged_errors.add(message)
+        if _is_corrupt(exc):
+            self._mark_corrupt(message)
+        elif first:
+            log.error(
+                "history database %s (%s) failed, keeping results in memory: %s",
+                operation,
+                self.path,
+                message,
+            )
+
+    def _recovered(self) -> None:
+        with self._lock:
+            was_failing = self._failing_since is not None
+            self._failing_since = None
+            self._failing_busy = False
+            self._logged_errors.clear()
+        if was_failing:
+            log.warning("history writes to %s work again; buffered results written", self.path)
+
+    def _mark_corrupt(self, problem: str) -> None:
+        with self._lock:
+            first = self._corrupt is None
+            self._corrupt = problem
+        if first:
+            log.error(
+                "history database %s is damaged (%s): writes stopped, results kept in memory; "
+                "stop monai-slo, %s",
+                self.path,
+                problem,
+                _RECOVER,
+            )
+
+    def healthy(self) -> bool:
+        """False while writes fail (a lock held by another process: after LOCK_GRACE) or
+        the file was found damaged."""
+        with self._lock:
+            if self._corrupt is not None:
+                return False
+            if self._failing_since is None:
+                return True
+            return self._failing_busy and time.monotonic() - self._failing_since < LOCK_GRACE
+
+    def error_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.errors)
+
+    def check_integrity(self) -> bool:
+        """PRAGMA quick_check on the file (reads only); damage is logged, counted and stops
+        writes. A busy database is tried again next time."""
+        try:
+            # A connection of its own: a long-lived one may answer from pages it cached
+            # before the file was damaged.
+            checker = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True)
+            try:
+                checker.execute(f"PRAGMA busy_timeout={int(DAEMON_READ_WAIT * 1000)}")
+                checker.execute("PRAGMA query_only=1")
+                problems = [row[0] for row in checker.execute("PRAGMA quick_check(3)")]
+            finally:
+                checker.close()
+        except sqlite3.Error as exc:
+            if _is_busy(exc):
+                return True
+            if not _is_corrupt(exc):  # e.g. the file was removed: say so, keep writing
+                self._failed("integrity", exc)
+                return False
+            problems = [str(exc)]
+        if problems == ["ok"]:
+            return True
+        with self._lock:
+            self.errors["integrity"] = self.errors.get("integrity", 0) + 1
+        self._mark_corrupt("; ".join(problems))
+        return False
+
+    def prune(self, now: float) -> None:
+        """Drop history older than the retention."""
+        cutoff = now - self.retention
+        with self._write_lock:
+            if self._corrupt is not None:
+                return
+            try:
+                self._db.execute("DELETE FROM segments WHERE end < ?", (cutoff,))
+                self._db.execute("DELETE FROM runs WHERE hour < ?", (int(cutoff // 3600),))
+                self._db.execute("DELETE FROM maintenance WHERE end < ?", (cutoff,))
+            except sqlite3.Error as exc:
+                self._failed("prune", exc)
+        with self._lock:
+            for check_id, by_start in self._recent.items():
+                current = self._open.get(check_id)
+                for start in [s for s, seg in by_start.items() if seg.end < cutoff]:
+                    if current is None or current.start != start:
+                        del by_start[start]
+
+    # -- reading --------------------------------------------------------------------------
+
+    def segments(
+        self, check_ids: Iterable[int], since: float, now: float
+    ) -> dict[int, list[Segment]]:
+        """Segments of each check overlapping [since, now], buffered ones included.
+
+        Recent history (what /metrics asks for between scrapes) comes from memory alone.
+        """
+        ids = list(check_ids)
+        found: dict[int, dict[float, StoredSegment]] = {cid: {} for cid in ids}
+        from_memory = not self.read_only and since >= self._memory_since
+        if not from_memory:
+            positive = [cid for cid in ids if cid > 0]
+            try:
+                with self._read_lock:
+                    for chunk in _chunks(positive, 500):
+                        marks = ",".join("?" * len(chunk))
+                        for check_id, start, last, end, up in self._reader.execute(
+                            f"SELECT check_id, start, last, end, up FROM segments "  # noqa: S608 -- only placeholders
+                            f"WHERE check_id IN ({marks}) AND end > ? AND start < ? ORDER BY start",
+                            (*chunk, since, now),
+                        ):
+                            found[check_id][start] = StoredSegment(start, last, end, bool(up))
+            except sqlite3.Error as exc:
+                if self.read_only:
+                    raise
+                # The daemon answers from memory and says why, rather than fail the scrape.
+                self._failed("read", exc)
+        with self._lock:
+            for check_id in ids:
+                for start, seg in self._recent.get(check_id, {}).items():
+                    if seg.end > since and seg.start < now:
+                        found[check_id][start] = seg
+        return {
+            cid: [seg.as_segment(now) for _, seg in sorted(by_start.items())]
+            for cid, by_start in found.items()
+        }
+
+    def last_result(self, check_id: int) -> LastResult | None:
+        with self._lock:
+            return self._last.get(check_id)
+
+    def run_counts(self, check_id: int, since: float) -> tuple[int, int]:
+        """(runs, failures) since an hour boundary at or before ``since``."""
+        hour = int(since // 3600)
+        # Not during a flush: its counters are neither buffered nor in the file meanwhile.
+        with self._write_lock, self._read_lock:
+            runs = failures = 0
+            if check_id > 0:
+                try:
+                    row = self._reader.execute(
+                        "SELECT COALESCE(SUM(runs), 0), COALESCE(SUM(failures), 0) FROM runs "
+                        "WHERE check_id = ? AND hour >= ?",
+                        (check_id, hour),
+                    ).fetchone()
+                    runs, failures = int(row[0]), int(row[1])
+                except sqlite3.Error as exc:
+                    if self.read_only:
+                        raise
+                    self._failed("read", exc)
+            with self._lock:
+                for (cid, h), (r, f) in self._pending_runs.items():
+                    if cid == check_id and h >= hour:
+                        runs += r
+                        failures += f
+        return runs, failures
+
+    # -- maintenance started from the CLI ---------------------------------------------------
+
+    def add_maintenance(
+        self,
+        environment: str,
+        service: str | None,
+        start: float,
+        end: float,
+        *,
+        reason: str,
+        now: float,
+    ) -> int:
+        with self._write_lock:
+            cursor = self._db.execute(
+                "INSERT INTO maintenance (environment, service, start, end, reason, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (environment, service, start, end, reason, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def end_maintenance(
+        self,
+        now: float,
+        *,
+        window_id: int | None = None,
+        environment: str | None = None,
+        service: str | None = None,
+    ) -> int:
+        """End active (and cancel future) windows matching; returns how many changed."""
+        where: list[str] = ["end > ?"]
+        params: list[float | int | str | None] = [now]
+        if window_id is not None:
+            where.append("id = ?")
+            params.append(window_id)
+        if environment is not None:
+            where.append("environment = ?")
+            params.append(environment)
+        if service is not None:
+            where.append("service IS ?")
+            params.append(service)
+        with self._write_lock:
+            cursor = self._db.execute(
+                f"UPDATE maintenance SET end = MAX(start, ?) WHERE {' AND '.join(where)}",  # noqa: S608 -- fixed clauses
+                (now, *params),
+            )
+            return cursor.rowcount
+
+    def maintenance(self, since: float) -> list[MaintenanceRow]:
+        """Windows ending after ``since``, oldest first.
+
+        The daemon reads them at every scrape (`maintenance start` writes them from another
+        process); when the file cannot be read it answers from the last successful read.
+        """
+        try:
+            with self._read_lock:
+                rows = self._reader.execute(
+                    "SELECT id, environment, service, start, end, reason FROM maintenance "
+                    "WHERE end > ? ORDER BY start, id",
+                    (since,),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            cached = self._maintenance_cache
+            if self.read_only or cached is None or cached[0] > since:
+                raise
+            with self._lock:
+                self.errors["read"] = self.errors.get("read", 0) + 1
+            if _is_corrupt(exc):
+                self._mark_corrupt(str(exc))
+            return [row for row in cached[1] if row.end > since]
+        found = [MaintenanceRow(*row) for row in rows]
+        if not self.read_only:
+            self._maintenance_cache = (since, found)
+        return found
+
+    def close(self) -> None:
+        """Last flush (waiting up to CLOSE_WAIT for another process's lock), then close."""
+        with self._write_lock:
+            if not self.read_only:
+                self._db.execute(f"PRAGMA busy_timeout={int(CLOSE_WAIT * 1000)}")
+                if not self._flush() and self.buffered():
+                    log.error(
+                        "history database %s: %d buffered records could not be written "
+                        "before stopping",
+                        self.path,
+                        self.buffered(),
+                    )
+            self._close_connections()
+
+    def _close_connections(self) -> None:
+        if self._reader is not self._db:
+            self._reader.close()
+        self._db.close()
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for index in range(0, len(items), size):
+        yield items[index : index + size]

@@ -1,0 +1,1 @@
+"""What the daemon shows: metrics, exposition, rules, dashboards, status page, report."""

@@ -1,0 +1,263 @@
+"""The /metrics collector: every family computed at scrape time from live counters and history."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from monai_slo import __version__
+from monai_slo.checks.base import CheckResult
+from monai_slo.config.model import CheckRef, Config
+from monai_slo.history.evaluation import evaluate
+from monai_slo.history.store import HistoryStore
+from monai_slo.history.timeline import TimelineCache
+from monai_slo.outputs.lateness import Lateness
+from monai_slo.slo.availability import State
+
+CHECK_LABELS = ["environment", "tier", "service", "check", "kind"]
+SERVICE_LABELS = ["environment", "tier", "service"]
+CheckKey = tuple[str, str, str]
+
+
+@dataclass
+class LiveCounters:
+    """Since-start counters and last results, fed by the runner's result sink."""
+
+    runs: dict[CheckKey, int] = field(default_factory=dict)
+    failures: dict[CheckKey, dict[str, int]] = field(default_factory=dict)
+    last: dict[CheckKey, CheckResult] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, ref: CheckRef, result: CheckResult) -> None:
+        with self.lock:
+            self.runs[ref.key] = self.runs.get(ref.key, 0) + 1
+            if not result.success and result.reason is not None:
+                by_reason = self.failures.setdefault(ref.key, {})
+                by_reason[result.reason] = by_reason.get(result.reason, 0) + 1
+            self.last[ref.key] = result
+
+
+@dataclass
+class DaemonView:
+    """What the collector reads; the daemon swaps ``config`` on reload."""
+
+    config: Config
+    store: HistoryStore
+    counters: LiveCounters
+    skipped: Callable[[], dict[CheckKey, int]] = dict
+    lateness: Lateness | None = None
+    missed: Callable[[], dict[str, int]] = dict
+    reload_successful: bool = True
+    reload_timestamp: float = field(default_factory=time.time)
+    clock: Callable[[], float] = time.time
+
+
+def _check_labels(ref: CheckRef) -> list[str]:
+    return [ref.environment, ref.tier, ref.service, ref.config.name, ref.config.kind]
+
+
+def _extra_family(
+    families: dict[str, GaugeMetricFamily], suffix: str, extra_labels: tuple[str, ...]
+) -> GaugeMetricFamily:
+    """The family for a kind-specific gauge; the first series seen fixes its label names."""
+    family = families.get(suffix)
+    if family is None:
+        family = GaugeMetricFamily(
+            f"monai_slo_{suffix}",
+            f"{suffix} reported by the check",
+            labels=[*CHECK_LABELS, *extra_labels],
+        )
+        families[suffix] = family
+    return family
+
+
+class SloCollector(Collector):
+    def __init__(self, view: DaemonView) -> None:
+        self.view = view
+        # Settled history is kept between scrapes (see monai_slo.history.timeline); scrapes take
+        # turns.
+        self._timelines = TimelineCache()
+        self._timelines_lock = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        view = self.view
+        config = view.config
+        now = view.clock()
+        yield from self._checks(config)
+        yield from self._services(config, now)
+        build = GaugeMetricFamily("monai_slo_build_info", "monai-slo build", labels=["version"])
+        build.add_metric([__version__], 1)
+        yield build
+        yield GaugeMetricFamily(
+            "monai_slo_config_last_reload_successful",
+            "1 if the last config (re)load succeeded",
+            value=1 if view.reload_successful else 0,
+        )
+        yield GaugeMetricFamily(
+            "monai_slo_config_last_reload_success_timestamp_seconds",
+            "When the config in use was loaded",
+            value=view.reload_timestamp,
+        )
+        if view.lateness is not None:
+            buckets, total = view.lateness.snapshot()
+            yield HistogramMetricFamily(
+                "monai_slo_scheduler_start_lateness_seconds",
+                "How late check runs started against their schedule",
+                buckets=buckets,
+                sum_value=total,
+            )
+        yield CounterMetricFamily(
+            "monai_slo_scheduler_missed_runs",
+            "Check runs APScheduler could not start in time (skipped, not queued)",
+            value=sum(view.missed().values()),
+        )
+        store_errors = CounterMetricFamily(
+            "monai_slo_store_errors",
+            "Failed history database operations since start (results stay in memory meanwhile)",
+            labels=["operation"],
+        )
+        for operation, count in sorted(view.store.error_counts().items()):
+            store_errors.add_metric([operation], count)
+        yield store_errors
+        yield GaugeMetricFamily(
+            "monai_slo_store_healthy",
+            "1 while the history database is written normally (0: failing or damaged)",
+            value=1 if view.store.healthy() else 0,
+        )
+        yield GaugeMetricFamily(
+            "monai_slo_store_buffered_records",
+            "Changed segments and hourly run counters waiting for a history write",
+            value=view.store.buffered(),
+        )
+        yield CounterMetricFamily(
+            "monai_slo_store_dropped_records",
+            "Buffered records never written because the buffer was full",
+            value=view.store.dropped,
+        )
+
+    def _checks(self, config: Config) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "monai_slo_check_up", "1 if the last run succeeded", labels=CHECK_LABELS
+        )
+        duration = GaugeMetricFamily(
+            "monai_slo_check_duration_seconds", "Duration of the last run", labels=CHECK_LABELS
+        )
+        last_ts = GaugeMetricFamily(
+            "monai_slo_check_last_run_timestamp_seconds",
+            "Start of the last run",
+            labels=CHECK_LABELS,
+        )
+        runs = CounterMetricFamily("monai_slo_check_runs", "Runs since start", labels=CHECK_LABELS)
+        failures = CounterMetricFamily(
+            "monai_slo_check_failures",
+            "Failed runs since start by reason",
+            labels=[*CHECK_LABELS, "reason"],
+        )
+        skipped = CounterMetricFamily(
+            "monai_slo_check_skipped_runs",
+            "Runs not started because the previous run was still going",
+            labels=CHECK_LABELS,
+        )
+        extra: dict[str, GaugeMetricFamily] = {}
+        counters = self.view.counters
+        skipped_counts = self.view.skipped()
+        with counters.lock:
+            for ref in config.checks():
+                labels = _check_labels(ref)
+                runs.add_metric(labels, counters.runs.get(ref.key, 0))
+                skipped.add_metric(labels, skipped_counts.get(ref.key, 0))
+                for reason, count in sorted(counters.failures.get(ref.key, {}).items()):
+                    failures.add_metric([*labels, reason], count)
+                last = counters.last.get(ref.key)
+                if last is None:
+                    continue
+                up.add_metric(labels, 1 if last.success else 0)
+                duration.add_metric(labels, last.duration)
+                last_ts.add_metric(labels, last.timestamp)
+                for suffix, value in last.values.items():
+                    _extra_family(extra, suffix, ()).add_metric(labels, value)
+                for series in last.series:
+                    names = tuple(series.labels)
+                    family = _extra_family(extra, series.name, names)
+                    family.add_metric([*labels, *series.labels.values()], series.value)
+        yield from (up, duration, last_ts, runs, failures, skipped, *extra.values())
+
+    def _services(self, config: Config, now: float) -> Iterator[Metric]:
+        service_up = GaugeMetricFamily(
+            "monai_slo_service_up",
+            "1 up, 0 down (any check down); absent with no data",
+            labels=SERVICE_LABELS,
+        )
+        availability = GaugeMetricFamily(
+            "monai_slo_availability_ratio",
+            "Time-weighted availability over the window",
+            labels=[*SERVICE_LABELS, "window"],
+        )
+        coverage = GaugeMetricFamily(
+            "monai_slo_data_coverage_ratio",
+            "Share of the window with data",
+            labels=[*SERVICE_LABELS, "window"],
+        )
+        objective = GaugeMetricFamily(
+            "monai_slo_objective_ratio",
+            "Availability objective (absent for best-effort tiers)",
+            labels=SERVICE_LABELS,
+        )
+        window_seconds = GaugeMetricFamily(
+            "monai_slo_slo_window_seconds", "Length of the SLO window", labels=SERVICE_LABELS
+        )
+        budget = GaugeMetricFamily(
+            "monai_slo_error_budget_remaining_ratio",
+            "Share of the SLO window's error budget left (negative when overspent)",
+            labels=SERVICE_LABELS,
+        )
+        burn = GaugeMetricFamily(
+            "monai_slo_burn_rate",
+            "Error budget burn rate over the window (1 = exactly on budget)",
+            labels=[*SERVICE_LABELS, "window"],
+        )
+        maintenance = GaugeMetricFamily(
+            "monai_slo_maintenance_active",
+            "1 while the service is in planned maintenance",
+            labels=SERVICE_LABELS,
+        )
+        with self._timelines_lock:
+            self._timelines.forget({service.key for service in config.services()})
+            reports = evaluate(config, self.view.store, now, cache=self._timelines, checks=False)
+        for report in reports:
+            service = report.service
+            labels = [service.environment, service.tier, service.name]
+            if report.state is not State.NO_DATA:
+                service_up.add_metric(labels, 1 if report.state is State.UP else 0)
+            maintenance.add_metric(labels, 1 if report.maintenance_active else 0)
+            window_seconds.add_metric(labels, service.window)
+            for window in report.windows:
+                coverage.add_metric([*labels, window.label], window.stats.coverage)
+                if window.stats.availability is not None:
+                    availability.add_metric([*labels, window.label], window.stats.availability)
+                if window.burn_rate is not None:
+                    burn.add_metric([*labels, window.label], window.burn_rate)
+            if report.objective_ratio is not None:
+                objective.add_metric(labels, report.objective_ratio)
+            if report.budget_remaining is not None:
+                budget.add_metric(labels, report.budget_remaining)
+        yield from (
+            service_up,
+            availability,
+            coverage,
+            objective,
+            window_seconds,
+            budget,
+            burn,
+            maintenance,
+        )

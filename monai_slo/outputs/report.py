@@ -1,0 +1,407 @@
+"""The availability report for a period: per service objective, achieved availability, downtime
+split into unplanned and maintenance, error budget consumed, outages and daily figures.
+
+Everything comes from the history store and the SLO math, so the report agrees with
+``monai-slo status`` and /metrics. Rendering lives in :mod:`monai_slo.outputs.report_html`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import sys
+import time
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from monai_slo.config.maintenance import Window, merge
+from monai_slo.config.model import Config, Environment, Service
+from monai_slo.history.evaluation import maintenance_windows
+from monai_slo.history.store import HistoryStore, MaintenanceRow
+from monai_slo.slo.availability import (
+    Segment,
+    Span,
+    State,
+    WindowStats,
+    service_timeline,
+    window_stats,
+)
+
+DAY = 86400.0
+# A day that missed its objective by no more than this many daily budgets is "degraded", not "bad".
+DEGRADED_BUDGETS = 10
+# Best-effort services have no objective; a day with some downtime but at least this is "degraded".
+BEST_EFFORT_DEGRADED = 0.95
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
+
+Interval = tuple[float, float]
+
+
+# -- the period ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """[start, end) in UTC, whole days."""
+
+    start: float
+    end: float
+    label: str
+    """As given: ``2026-11`` or ``2026-11-05..2026-11-20``; used in the default file name."""
+    title: str
+    """For people: ``November 2026`` or ``5 Nov 2026 to 20 Nov 2026``."""
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def parse_period(text: str) -> Period:
+    """``2026-11`` (a calendar month in UTC) or ``2026-11-05..2026-11-20`` (UTC days, both
+    included). Raises ValueError saying what was expected."""
+    text = text.strip()
+    expected = "expected a month such as 2026-11 or a day range such as 2026-11-05..2026-11-20"
+    month = _MONTH.match(text)
+    if month:
+        year, number = int(month.group(1)), int(month.group(2))
+        if not 1 <= number <= 12:
+            raise ValueError(f"{expected}; got {text!r} (no month {number})")
+        first = date(year, number, 1)
+        days = calendar.monthrange(year, number)[1]
+        return Period(
+            _midnight(first),
+            _midnight(first + timedelta(days=days)),
+            text,
+            first.strftime("%B %Y"),
+        )
+    span = _RANGE.match(text)
+    if span:
+        try:
+            first, last = date.fromisoformat(span.group(1)), date.fromisoformat(span.group(2))
+        except ValueError as exc:
+            raise ValueError(f"{expected}; got {text!r} ({exc})") from exc
+        if last < first:
+            raise ValueError(f"{expected}; got {text!r} (the last day is before the first)")
+        title = f"{first:%-d %b %Y} to {last:%-d %b %Y}"
+        return Period(_midnight(first), _midnight(last + timedelta(days=1)), text, title)
+    raise ValueError(f"{expected}; got {text!r}")
+
+
+def _midnight(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def utc_day_start(at: float) -> float:
+    return at - at % DAY
+
+
+# -- per-day figures (shared with the status page) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DayStats:
+    start: float
+    end: float
+    """Midnight the next day, or earlier for a day still in progress."""
+    stats: WindowStats
+    """Maintenance time removed."""
+    maintenance: float
+    """Seconds of planned maintenance that day."""
+
+    @property
+    def day(self) -> str:
+        return datetime.fromtimestamp(self.start, UTC).strftime("%Y-%m-%d")
+
+
+def daily_stats(
+    spans: Sequence[Span], excluded: Sequence[Interval], start: float, end: float
+) -> list[DayStats]:
+    """Figures per UTC day from ``start`` (a midnight) to ``end`` (the last day is cut there).
+
+    ``spans`` are a service timeline (sorted, non-overlapping) and ``excluded`` merged
+    maintenance; each day looks only at the spans that reach into it, so 90 days of a
+    flapping service cost one pass, not 90.
+    """
+    ends = [span.end for span in spans]
+    days = []
+    lo = start
+    while lo < end:
+        hi = min(lo + DAY, end)
+        first = bisect_right(ends, lo)
+        last = first
+        while last < len(spans) and spans[last].start < hi:
+            last += 1
+        inside = [(max(a, lo), min(b, hi)) for a, b in excluded if a < hi and b > lo]
+        stats = window_stats(spans[first:last], hi, hi - lo, inside)
+        days.append(DayStats(lo, hi, stats, sum(b - a for a, b in inside)))
+        lo += DAY
+    return days
+
+
+def day_class(day: DayStats, objective_ratio: float | None) -> str:
+    """``ok``, ``degraded``, ``bad``, ``nodata`` or ``maintenance``: the colour of a day's bar.
+
+    ok: met the objective (best effort: no downtime); degraded: missed it by at most ten
+    daily budgets (best effort: at least 95 %); bad: worse.
+    """
+    stats = day.stats
+    availability = stats.availability
+    if availability is None:
+        return "maintenance" if stats.no_data == 0 and day.maintenance > 0 else "nodata"
+    if objective_ratio is None:
+        if stats.down == 0:
+            return "ok"
+        return "degraded" if availability >= BEST_EFFORT_DEGRADED else "bad"
+    if availability >= objective_ratio:
+        return "ok"
+    if availability >= 1 - DEGRADED_BUDGETS * (1 - objective_ratio):
+        return "degraded"
+    return "bad"
+
+
+# -- the report model -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckDown:
+    """A check that was down during an outage."""
+
+    name: str
+    down: float
+    """Seconds this check was down within the outage."""
+    reason: str | None
+    """Its last failure reason, when its last recorded result falls in this outage (the store
+    keeps only the last result per check, so older outages list the check without one)."""
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    start: float
+    end: float
+    in_maintenance: float
+    """Seconds of the outage inside planned maintenance."""
+    ongoing: bool
+    checks: tuple[CheckDown, ...]
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def unplanned(self) -> float:
+        return self.duration - self.in_maintenance
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePeriod:
+    service: Service
+    stats: WindowStats
+    """Over [period start, until), maintenance excluded: ``down`` is unplanned downtime."""
+    maintenance_down: float
+    """Seconds down inside maintenance windows."""
+    maintenance: float
+    """Seconds of maintenance in [period start, until)."""
+    allowed_downtime: float | None
+    """Unplanned downtime the objective allows over the whole period less maintenance."""
+    spans: tuple[Span, ...]
+    excluded: tuple[Interval, ...]
+    windows: tuple[Window, ...]
+    outages: tuple[Outage, ...]
+    days: tuple[DayStats, ...]
+
+    @property
+    def objective_ratio(self) -> float | None:
+        objective = self.service.objective
+        return None if objective is None else objective / 100
+
+    @property
+    def availability(self) -> float | None:
+        return self.stats.availability
+
+    @property
+    def unplanned_down(self) -> float:
+        return self.stats.down
+
+    @property
+    def budget_consumed(self) -> float | None:
+        """Unplanned downtime / allowed downtime; above 1 when overspent."""
+        if self.allowed_downtime is None:
+            return None
+        if self.allowed_downtime <= 0:
+            return 0.0 if self.unplanned_down == 0 else float("inf")
+        return self.unplanned_down / self.allowed_downtime
+
+    @property
+    def met(self) -> bool | None:
+        """None for best effort or when nothing was measured."""
+        objective, availability = self.objective_ratio, self.availability
+        if objective is None or availability is None:
+            return None
+        return availability >= objective
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentPeriod:
+    environment: Environment
+    services: tuple[ServicePeriod, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityReport:
+    period: Period
+    until: float
+    """min(period end, now): the report covers [period start, until)."""
+    generated: float
+    source: str
+    retention: float
+    environments: tuple[EnvironmentPeriod, ...]
+
+    @property
+    def in_progress(self) -> bool:
+        return self.until < self.period.end
+
+
+def build_report(
+    config: Config, store: HistoryStore, period: Period, now: float
+) -> AvailabilityReport:
+    until = max(period.start, min(period.end, now))
+    stored = store.maintenance(period.start)
+    environments = tuple(
+        EnvironmentPeriod(
+            environment,
+            tuple(
+                service_period(service, store, period, until, stored)
+                for service in environment.services
+            ),
+        )
+        for environment in config.environments
+    )
+    return AvailabilityReport(period, until, now, config.source, config.retention, environments)
+
+
+def service_period(
+    service: Service,
+    store: HistoryStore,
+    period: Period,
+    until: float,
+    stored_maintenance: Sequence[MaintenanceRow],
+) -> ServicePeriod:
+    windows = maintenance_windows(service, stored_maintenance, period.start, period.end)
+    excluded = merge(windows)
+    ids = [store.known_id(ref.key) for ref in service.checks]
+    found = store.segments([i for i in ids if i is not None], period.start, until)
+    per_check = [found.get(i, []) if i is not None else [] for i in ids]
+    spans = service_timeline(per_check, period.start, until)
+    stats = window_stats(spans, until, until - period.start, excluded)
+    maintenance = _overlap(period.start, until, excluded)
+    objective = service.objective
+    allowed = None
+    if objective is not None:
+        planned_in_period = _overlap(period.start, period.end, excluded)
+        allowed = (1 - objective / 100) * (period.seconds - planned_in_period)
+    outages = []
+    maintenance_down = 0.0
+    checks = [
+        _DownSegments(ref.config.name, check_id, segments)
+        for ref, check_id, segments in zip(service.checks, ids, per_check, strict=True)
+    ]
+    for span in spans:
+        if span.state is not State.DOWN:
+            continue
+        planned = _overlap(span.start, span.end, excluded)
+        maintenance_down += planned
+        ongoing = span.end >= until and until < period.end
+        down = _checks_down(store, checks, span)
+        outages.append(Outage(span.start, span.end, planned, ongoing, down))
+    return ServicePeriod(
+        service,
+        stats,
+        maintenance_down,
+        maintenance,
+        allowed,
+        tuple(spans),
+        tuple(excluded),
+        tuple(windows),
+        tuple(outages),
+        tuple(daily_stats(spans, excluded, period.start, until)),
+    )
+
+
+class _DownSegments:
+    """One check's down segments, searchable by time (a flapping month has thousands)."""
+
+    def __init__(self, name: str, check_id: int | None, segments: Sequence[Segment]) -> None:
+        self.name = name
+        self.check_id = check_id
+        self.down = [seg for seg in segments if not seg.up]
+        self.ends = [seg.end for seg in self.down]
+
+    def within(self, start: float, end: float) -> float:
+        total = 0.0
+        index = bisect_right(self.ends, start)
+        while index < len(self.down) and self.down[index].start < end:
+            seg = self.down[index]
+            total += max(0.0, min(seg.end, end) - max(seg.start, start))
+            index += 1
+        return total
+
+
+def _checks_down(
+    store: HistoryStore, checks: Sequence[_DownSegments], span: Span
+) -> tuple[CheckDown, ...]:
+    found = []
+    for check in checks:
+        down = check.within(span.start, span.end)
+        if down <= 0 or check.check_id is None:
+            continue
+        last = store.last_result(check.check_id)
+        reason, detail = None, ""
+        if last is not None and not last.success and span.start <= last.timestamp <= span.end:
+            reason, detail = (str(last.reason) if last.reason else None), last.detail
+        found.append(CheckDown(check.name, down, reason, detail))
+    return tuple(found)
+
+
+def _overlap(a: float, b: float, intervals: Sequence[Interval]) -> float:
+    return sum(max(0.0, min(b, end) - max(a, start)) for start, end in intervals)
+
+
+# -- the CLI verb ---------------------------------------------------------------------------
+
+
+def default_output(period: Period) -> Path:
+    return Path(f"monai-slo-report-{period.label}.html")
+
+
+def report_command(
+    config: Config, period: str, output: Path | None, *, now: float | None = None
+) -> int:
+    """``monai-slo report --period 2026-11 [-o FILE]``: write the HTML report; 0 written,
+    1 no history, 2 a bad period."""
+    from monai_slo.outputs.report_html import render_report
+
+    try:
+        parsed = parse_period(period)
+    except ValueError as exc:
+        print(f"--period: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not config.storage.exists():
+        print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
+        return EXIT_FAILED
+    store = HistoryStore(config.storage, retention=config.retention, read_only=True)
+    try:
+        report = build_report(config, store, parsed, time.time() if now is None else now)
+    finally:
+        store.close()
+    target = output or default_output(parsed)
+    target.write_text(render_report(report), encoding="utf-8")
+    print(f"wrote {target}")
+    return EXIT_OK

@@ -1,0 +1,403 @@
+"""HTML for the availability report, and the pieces the status page shares with it.
+
+Self-contained on purpose: inline CSS and SVG, no scripts, fonts, images or links to fetch,
+so the file can be mailed to a change board or opened on an air-gapped ward PC. Every string
+that comes from the config or the history goes through :func:`esc`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from monai_slo import __version__
+from monai_slo.durations import format_duration
+from monai_slo.outputs.report import (
+    AvailabilityReport,
+    DayStats,
+    Interval,
+    Outage,
+    ServicePeriod,
+    day_class,
+)
+from monai_slo.slo.availability import Span, State
+
+# One palette for states and day bars; every colour is also said in words next to it.
+COLOURS = {
+    "up": "#2e7d32",
+    "down": "#c62828",
+    "nodata": "#9e9e9e",
+    "maintenance": "#1565c0",
+    "ok": "#2e7d32",
+    "degraded": "#f9a825",
+    "bad": "#c62828",
+}
+DAY_WORDS = {
+    "ok": "met the objective",
+    "degraded": "below the objective",
+    "bad": "well below the objective",
+    "nodata": "no data",
+    "maintenance": "maintenance all day",
+}
+# Past this many outages in a period, the report lists the longest ones only.
+MAX_OUTAGES_LISTED = 200
+BEST_EFFORT_DAY_WORDS = {
+    **DAY_WORDS,
+    "ok": "no downtime",
+    "degraded": "some downtime",
+    "bad": "down more than 5 %",
+}
+
+BASE_CSS = """
+*{box-sizing:border-box}
+body{font-family:"DejaVu Sans",Arial,Helvetica,sans-serif;color:#212121;background:#fff;
+margin:0 auto;padding:16px 24px;max-width:1100px;line-height:1.4}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:21px;margin:28px 0 8px;border-bottom:2px solid #ddd}
+h3{font-size:17px;margin:18px 0 6px}
+table{border-collapse:collapse;width:100%;margin:6px 0 12px;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}
+th{background:#f2f2f2;text-align:left}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#616161;font-size:13px}
+.legend{font-size:13px;margin:4px 0}
+.legend span.sw{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;
+vertical-align:-1px;border-radius:2px}
+.met{color:#2e7d32;font-weight:bold}.missed{color:#c62828;font-weight:bold}
+svg{display:block;width:100%;height:auto}
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+"""
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def percent(ratio: float | None, digits: int = 3) -> str:
+    if ratio is None:
+        return "—"
+    if ratio == float("inf"):
+        return "∞"
+    return f"{ratio * 100:.{digits}f}%"
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f}"
+
+
+def utc_time(at: float, seconds: bool = True) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime(
+        "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    )
+
+
+def objective_text(objective: float | None) -> str:
+    return "best effort" if objective is None else f"{objective:g}%"
+
+
+def legend(items: Iterable[tuple[str, str]]) -> str:
+    swatches = "".join(
+        f'<span class="sw" style="background:{COLOURS[key]}"></span>{esc(words)}'
+        for key, words in items
+    )
+    return f'<div class="legend">{swatches}</div>'
+
+
+def day_bars(
+    days: Sequence[DayStats],
+    objective_ratio: float | None,
+    *,
+    width: float,
+    height: float,
+    y: float = 0,
+    slots: int | None = None,
+) -> str:
+    """One bar per day, coloured by :func:`day_class`, each with a tooltip in words."""
+    count = slots or len(days) or 1
+    step = width / count
+    gap = min(2.0, step * 0.2)
+    words = DAY_WORDS if objective_ratio is not None else BEST_EFFORT_DAY_WORDS
+    bars = []
+    for index, day in enumerate(days):
+        kind = day_class(day, objective_ratio)
+        stats = day.stats
+        tip = (
+            f"{day.day}: {words[kind]}; availability {percent(stats.availability)}, "
+            f"down {minutes(stats.down)} min, no data {minutes(stats.no_data)} min"
+            + (f", maintenance {minutes(day.maintenance)} min" if day.maintenance else "")
+        )
+        bars.append(
+            f'<rect x="{index * step:.2f}" y="{y:.2f}" width="{step - gap:.2f}" '
+            f'height="{height:.2f}" rx="1.5" fill="{COLOURS[kind]}" '
+            f'data-day="{day.day}" data-class="{kind}"><title>{esc(tip)}</title></rect>'
+        )
+    return "".join(bars)
+
+
+def state_strip(
+    spans: Sequence[Span],
+    excluded: Sequence[Interval],
+    start: float,
+    end: float,
+    *,
+    width: float,
+    height: float,
+    y: float = 0,
+) -> str:
+    """The service's state across [start, end): green up, red down, grey no data, blue
+    maintenance. Outages get at least a pixel so a minute in a month still shows."""
+    scale = width / (end - start) if end > start else 0.0
+    parts = [f'<rect x="0" y="{y}" width="{width}" height="{height}" fill="{COLOURS["nodata"]}"/>']
+    names = {State.UP: "up", State.DOWN: "down", State.NO_DATA: "nodata"}
+    for span in sorted(spans, key=lambda s: s.state is State.DOWN):  # down drawn last
+        a, b = max(span.start, start), min(span.end, end)
+        if b <= a or span.state is State.NO_DATA:
+            continue
+        w = (b - a) * scale
+        if span.state is State.DOWN:
+            w = max(w, 1.5)
+        parts.append(
+            f'<rect x="{(a - start) * scale:.2f}" y="{y}" width="{w:.2f}" height="{height}" '
+            f'fill="{COLOURS[names[span.state]]}"/>'
+        )
+    for a0, b0 in excluded:
+        a, b = max(a0, start), min(b0, end)
+        if b > a:
+            parts.append(
+                f'<rect x="{(a - start) * scale:.2f}" y="{y}" '
+                f'width="{max((b - a) * scale, 1.5):.2f}" height="{height}" '
+                f'fill="{COLOURS["maintenance"]}"/>'
+            )
+    return "".join(parts)
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def render_report(report: AvailabilityReport) -> str:
+    period = report.period
+    services = [s for env in report.environments for s in env.services]
+    covered = f"{utc_time(period.start, False)} to {utc_time(report.until, False)} UTC" + (
+        " (period in progress)" if report.in_progress else ""
+    )
+    body = [
+        f"<h1>Availability report: {esc(period.title)}</h1>",
+        f'<p class="muted">Covers {esc(covered)}. Generated {esc(utc_time(report.generated))} '
+        f"UTC by monai-slo {esc(__version__)} from {esc(report.source)}.</p>",
+        "<h2>Summary</h2>",
+        _summary_table(services),
+    ]
+    for env in report.environments:
+        environment = env.environment
+        where = environment.location + (
+            f" ({environment.provider})" if environment.provider else ""
+        )
+        body.append(
+            f'<section class="environment"><h2>{esc(environment.name)} '
+            f'<span class="muted">{esc(environment.tier)} tier, {esc(where)}</span></h2>'
+        )
+        body.extend(_service_section(report, service) for service in env.services)
+        body.append("</section>")
+    body.append(_method(report))
+    return html_page(f"Availability report {period.label}", REPORT_CSS, "".join(body))
+
+
+REPORT_CSS = (
+    BASE_CSS
+    + """
+section.service{break-inside:avoid;page-break-inside:avoid;margin-bottom:18px}
+dl.figures{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:6px 14px;margin:6px 0}
+dl.figures div{border:1px solid #ddd;border-radius:4px;padding:4px 8px}
+dl.figures dt{font-size:12px;color:#616161}dl.figures dd{margin:0;font-size:18px;font-weight:bold}
+@media print{body{padding:0;max-width:none}h2{break-after:avoid}}
+"""
+)
+
+
+def html_page(title: str, css: str, body: str, head_extra: str = "") -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">{head_extra}'
+        f"<title>{esc(title)}</title><style>{css}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
+
+
+def _met(service: ServicePeriod) -> str:
+    met = service.met
+    if service.objective_ratio is None:
+        return '<span class="muted">best effort</span>'
+    if met is None:
+        return "no data"
+    return '<span class="met">met</span>' if met else '<span class="missed">missed</span>'
+
+
+def _summary_table(services: Sequence[ServicePeriod]) -> str:
+    head = (
+        "<tr><th>Environment</th><th>Tier</th><th>Service</th><th class=num>Objective</th>"
+        "<th class=num>Achieved</th><th>Objective met</th><th class=num>Unplanned down (min)</th>"
+        "<th class=num>Down in maintenance (min)</th><th class=num>No data (min)</th>"
+        "<th class=num>Error budget consumed</th></tr>"
+    )
+    rows = []
+    for s in services:
+        svc = s.service
+        rows.append(
+            f'<tr data-service="{esc(svc.environment)}/{esc(svc.name)}">'
+            f"<td>{esc(svc.environment)}</td><td>{esc(svc.tier)}</td><td>{esc(svc.name)}</td>"
+            f'<td class=num data-figure="objective">{esc(objective_text(svc.objective))}</td>'
+            f'<td class=num data-figure="availability">{percent(s.availability)}</td>'
+            f'<td data-figure="met">{_met(s)}</td>'
+            f'<td class=num data-figure="unplanned">{minutes(s.unplanned_down)}</td>'
+            f'<td class=num data-figure="maintenance-down">{minutes(s.maintenance_down)}</td>'
+            f'<td class=num data-figure="nodata">{minutes(s.stats.no_data)}</td>'
+            f'<td class=num data-figure="budget">{percent(s.budget_consumed, 1)}</td></tr>'
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _service_section(report: AvailabilityReport, s: ServicePeriod) -> str:
+    svc = s.service
+    allowed = "—" if s.allowed_downtime is None else f"{minutes(s.allowed_downtime)} min"
+    figures = [
+        ("Objective", objective_text(svc.objective)),
+        ("Achieved availability", percent(s.availability)),
+        ("Unplanned downtime", f"{minutes(s.unplanned_down)} min"),
+        ("Allowed downtime", allowed),
+        ("Error budget consumed", percent(s.budget_consumed, 1)),
+        ("Down during maintenance", f"{minutes(s.maintenance_down)} min"),
+        ("Maintenance", f"{minutes(s.maintenance)} min"),
+        ("No data", f"{minutes(s.stats.no_data)} min"),
+    ]
+    cells = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in figures)
+    return (
+        f'<section class="service" data-service="{esc(svc.environment)}/{esc(svc.name)}">'
+        f"<h3>{esc(svc.name)} {_met(s)}</h3>"
+        f'<dl class="figures">{cells}</dl>'
+        f"{_chart(report, s)}"
+        f"{_outages_table(s.outages)}"
+        f"{_maintenance_table(s)}"
+        "</section>"
+    )
+
+
+def _chart(report: AvailabilityReport, s: ServicePeriod) -> str:
+    period = report.period
+    width, strip, bars = 760.0, 26.0, 22.0
+    slots = max(1, round(period.seconds / 86400))
+    step = width / slots
+    labels = []
+    for index in range(slots):
+        day = datetime.fromtimestamp(period.start + index * 86400, UTC)
+        if index == 0 or day.day == 1 or day.day % 5 == 0:
+            labels.append(
+                f'<text x="{index * step + step / 2:.1f}" y="{strip + bars + 24}" '
+                f'font-size="10" text-anchor="middle" fill="#424242">{day.day}</text>'
+            )
+    label = (
+        f"{svc_label(s)}: state over the period and availability per day; {len(s.outages)} outages"
+    )
+    svg = (
+        f'<svg viewBox="0 0 {width:.0f} {strip + bars + 30:.0f}" role="img" '
+        f'aria-label="{esc(label)}">'
+        + state_strip(
+            s.spans,
+            s.excluded,
+            period.start,
+            report.until,
+            width=width * ((report.until - period.start) / period.seconds),
+            height=strip,
+        )
+        + day_bars(s.days, s.objective_ratio, width=width, height=bars, y=strip + 6, slots=slots)
+        + "".join(labels)
+        + "</svg>"
+    )
+    words = DAY_WORDS if s.objective_ratio is not None else BEST_EFFORT_DAY_WORDS
+    return (
+        '<div class="chart"><div class="muted">Top: state across the period. '
+        "Bottom: each UTC day (day of month below).</div>"
+        + svg
+        + legend(
+            [
+                ("up", "up"),
+                ("down", "down"),
+                ("nodata", "no data"),
+                ("maintenance", "maintenance"),
+            ]
+        )
+        + legend([(k, words[k]) for k in ("ok", "degraded", "bad")])
+        + "</div>"
+    )
+
+
+def svc_label(s: ServicePeriod) -> str:
+    return f"{s.service.environment}/{s.service.name}"
+
+
+def _outages_table(outages: Sequence[Outage]) -> str:
+    if not outages:
+        return "<p>No outages in this period.</p>"
+    listed = outages
+    note = ""
+    if len(outages) > MAX_OUTAGES_LISTED:
+        # A flapping check makes thousands; the longest tell the story, in time order.
+        by_length = sorted(outages, key=lambda o: o.duration, reverse=True)
+        listed = sorted(by_length[:MAX_OUTAGES_LISTED], key=lambda o: o.start)
+        rest = by_length[MAX_OUTAGES_LISTED:]
+        note = (
+            f"<p>The {MAX_OUTAGES_LISTED} longest are listed; {len(rest)} shorter outages "
+            f"({minutes(sum(o.unplanned for o in rest))} min unplanned) are not.</p>"
+        )
+    rows = []
+    for outage in listed:
+        checks = "; ".join(
+            f"{esc(c.name)} (down {esc(format_duration(c.down))}"
+            + (f", last failure: {esc(c.reason)}" if c.reason else "")
+            + (f": {esc(c.detail)}" if c.reason and c.detail else "")
+            + ")"
+            for c in outage.checks
+        )
+        end = "ongoing" if outage.ongoing else utc_time(outage.end)
+        rows.append(
+            f'<tr class="outage"><td>{esc(utc_time(outage.start))}</td><td>{esc(end)}</td>'
+            f"<td class=num>{esc(format_duration(outage.duration))}</td>"
+            f"<td class=num>{minutes(outage.unplanned)}</td>"
+            f"<td class=num>{minutes(outage.in_maintenance)}</td><td>{checks}</td></tr>"
+        )
+    return (
+        f"<table><caption style='text-align:left'>Outages ({len(outages)}), times in UTC"
+        "</caption><tr><th>Start</th><th>End</th><th class=num>Duration</th>"
+        "<th class=num>Unplanned (min)</th><th class=num>In maintenance (min)</th>"
+        f"<th>Checks down</th></tr>{''.join(rows)}</table>{note}"
+    )
+
+
+def _maintenance_table(s: ServicePeriod) -> str:
+    if not s.windows:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(utc_time(w.start, False))}</td><td>{esc(utc_time(w.end, False))}</td>"
+        f"<td class=num>{esc(format_duration(w.end - w.start))}</td>"
+        f"<td>{esc(w.reason) or '—'}</td></tr>"
+        for w in s.windows
+    )
+    return (
+        "<table><caption style='text-align:left'>Planned maintenance, times in UTC</caption>"
+        "<tr><th>Start</th><th>End</th><th class=num>Length</th><th>Reason</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _method(report: AvailabilityReport) -> str:
+    return (
+        "<h2>How these figures are computed</h2><p class='muted'>Availability is time-weighted: "
+        "each check result stands for the time until the next one, at most its staleness "
+        "limit; later time is <em>no data</em>, neither up nor down. A service is down while "
+        "any of its checks is down. Planned maintenance is left out of the measured time, so "
+        "achieved availability = up / (up + unplanned down), and downtime inside maintenance "
+        "is listed separately. Error budget consumed = unplanned downtime / allowed downtime, "
+        "where allowed downtime = (1 &minus; objective) &times; (period &minus; maintenance). "
+        "Reasons are "
+        "shown for the most recent failure of each check only; history is kept for "
+        f"{esc(format_duration(report.retention))}, and older time shows as no data.</p>"
+    )

@@ -1,0 +1,402 @@
+"""Prometheus recording and alerting rules generated from the config.
+
+spec (config) -> model (:class:`Config`) -> output (one rule file, ``monai-slo.rules.yml``).
+One group per environment holds that environment's recording rules first and its alerts
+after them, so the alerts of an evaluation see the values recorded in the same one; a last
+group watches the daemons themselves.
+
+Several probers (HA pairs, vantage points) are separate scrape targets of one job, told apart
+by ``instance`` (and optionally a ``prober`` target label). The recording rules fold them:
+a service or check counts as down only when every prober that sees it says so (``max`` of
+``up``, ``min`` of burn rate). The daemon computes every window itself, so no rule needs a
+range query.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from monai_slo.config.model import AlertingOptions
+from monai_slo.durations import format_duration
+from monai_slo.slo.burn_windows import BurnWindows, load_burn_windows, max_burn_rate
+from monai_slo.tiers import TIERS, TierName
+
+if TYPE_CHECKING:
+    from monai_slo.config.model import CheckRef, Config, Environment, Service
+
+RULES_FILE = "monai-slo.rules.yml"
+PROBER_LABELS = "instance, prober"
+# No-data waits at least this long: a daemon that just started has no result yet.
+NO_DATA_MIN_FOR = 300.0
+
+SERVICE_UP = "monai_slo:service_up:max_over_probers"
+CHECK_UP = "monai_slo:check_up:max_over_probers"
+BURN_RATE = "monai_slo:burn_rate:min_over_probers"
+AVAILABILITY = "monai_slo:availability_ratio:max_over_probers"
+BUDGET = "monai_slo:error_budget_remaining_ratio:max_over_probers"
+MAINTENANCE = "monai_slo:maintenance_active:max_over_probers"
+
+# (recorded name, aggregation, source metric): the aggregation is what "every prober says
+# so" means for that metric: up if any prober sees it up, burning as slowly as the best one.
+RECORDINGS = (
+    (SERVICE_UP, "max", "monai_slo_service_up"),
+    (CHECK_UP, "max", "monai_slo_check_up"),
+    (BURN_RATE, "min", "monai_slo_burn_rate"),
+    (AVAILABILITY, "max", "monai_slo_availability_ratio"),
+    (BUDGET, "max", "monai_slo_error_budget_remaining_ratio"),
+    (MAINTENANCE, "max", "monai_slo_maintenance_active"),
+)
+
+BUDGET_LEFT = (
+    '{{ with printf "' + BUDGET + "{environment='%s',service='%s'}\" "
+    "$labels.environment $labels.service | query }}"
+    "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}"
+)
+WHERE = "{{ $labels.service }} in {{ $labels.environment }}"
+
+
+def prom_duration(seconds: float) -> str:
+    """A Prometheus duration: 20 -> '20s', 90 -> '1m30s', 1.5 -> '1s500ms', 0 -> '0s'."""
+    remaining = round(seconds * 1000)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if remaining:
+        parts.append(f"{remaining}ms")
+    return "".join(parts) or "0s"
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _selector(metric: str, **labels: str) -> str:
+    matchers = ", ".join(f'{key}="{value}"' for key, value in labels.items())
+    return f"{metric}{{{matchers}}}"
+
+
+def _not_in_maintenance(environment: str) -> str:
+    return (
+        "unless on (environment, service)\n"
+        f"  ({_selector(MAINTENANCE, environment=environment)} == 1)"
+    )
+
+
+def _alert(
+    name: str,
+    expr: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    options: AlertingOptions,
+    *,
+    for_: float = 0.0,
+) -> dict[str, Any]:
+    rule: dict[str, Any] = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = prom_duration(for_)
+    rule["labels"] = labels
+    if options.runbook_url:
+        annotations = {**annotations, "runbook_url": options.runbook_url}
+    rule["annotations"] = annotations
+    return rule
+
+
+def _highest_tier(config: Config) -> TierName:
+    order = list(TierName)
+    return max((e.tier for e in config.environments), key=order.index)
+
+
+def burn_rate_alerts(
+    environment: Environment, windows: BurnWindows, options: AlertingOptions
+) -> list[dict[str, Any]]:
+    """One alert per table row that fits the environment's SLO window; none for best effort."""
+    if TIERS[environment.tier].best_effort:
+        return []
+    env = environment.name
+    slo_window = format_duration(environment.window)
+    alerts = []
+    for scaled in windows.for_window(environment.window):
+        row = scaled.row
+        long, short, factor = format_duration(row.long), format_duration(row.short), scaled.factor
+        scaling = (
+            ""
+            if environment.window == windows.base_window
+            else f" (factor {_number(row.factor)} for {format_duration(windows.base_window)},"
+            f" scaled to {slo_window})"
+        )
+        expr = (
+            "(\n"
+            f"  max without (window) ({_selector(BURN_RATE, environment=env, window=long)})"
+            f" > {_number(factor)}\n"
+            "and\n"
+            f"  max without (window) ({_selector(BURN_RATE, environment=env, window=short)})"
+            f" > {_number(factor)}\n"
+            ")\n" + _not_in_maintenance(env)
+        )
+        alerts.append(
+            _alert(
+                "MonaiSloErrorBudgetBurn",
+                expr,
+                {
+                    "severity": row.severity,
+                    "environment": env,
+                    "long_window": long,
+                    "short_window": short,
+                },
+                {
+                    "summary": f"{WHERE} burns its error budget "
+                    f'{{{{ printf "%.1f" $value }}}}x as fast as its objective allows',
+                    "description": f"Burn rate above {_number(factor)} over both the last {long}"
+                    f" and {short}: {scaled.budget_share:.0%} of the {slo_window} error budget"
+                    f" gone in {long}{scaling}.",
+                    "budget_left": BUDGET_LEFT,
+                    "runbook": "Run `monai-slo status` on a prober; "
+                    'monai_slo_check_failures_total{environment="{{ $labels.environment }}",'
+                    'service="{{ $labels.service }}"} says why its checks fail. Planned '
+                    "work? Start a maintenance window (`monai-slo maintenance start`).",
+                },
+                options,
+            )
+        )
+    return alerts
+
+
+def check_down_alert(ref: CheckRef, options: AlertingOptions) -> dict[str, Any]:
+    """Fires once the check has been down on every prober for N-1 intervals: ~N failed runs."""
+    runs = options.check_down_after
+    wait = (runs - 1) * ref.config.interval
+    selector = _selector(
+        CHECK_UP, environment=ref.environment, service=ref.service, check=ref.config.name
+    )
+    return _alert(
+        "MonaiSloCheckDown",
+        f"({selector} == 0)\n" + _not_in_maintenance(ref.environment),
+        {
+            "severity": "ticket",
+            "environment": ref.environment,
+            "service": ref.service,
+            "check": ref.config.name,
+        },
+        {
+            "summary": f"check {{{{ $labels.check }}}} ({{{{ $labels.kind }}}}) of {WHERE} "
+            f"failed {runs} run{'s' if runs > 1 else ''} in a row on every prober",
+            "description": f"monai_slo_check_up has been 0 for {prom_duration(wait)}"
+            f" ({runs} runs every {format_duration(ref.config.interval)}).",
+            "budget_left": BUDGET_LEFT,
+            "runbook": f"`monai-slo check --service {ref.service}` on a prober shows the "
+            "failure reason; monai_slo_check_failures_total counts them by reason.",
+        },
+        options,
+        for_=wait,
+    )
+
+
+def no_data_alert(service: Service, options: AlertingOptions) -> dict[str, Any]:
+    """No prober reports the service: every daemon is gone, or none gets results any more."""
+    staleness = max(ref.config.staleness for ref in service.checks)
+    selector = _selector(
+        "monai_slo_service_up", environment=service.environment, service=service.name
+    )
+    return _alert(
+        "MonaiSloNoData",
+        f"absent({selector})",
+        {
+            "severity": "ticket",
+            "tier": str(service.tier),
+            "environment": service.environment,
+            "service": service.name,
+            # the job expected to report it: lets AllProbersDown inhibit these
+            "job": options.job,
+        },
+        {
+            "summary": f"no prober reports {WHERE}: its availability is not being measured",
+            "description": "monai_slo_service_up is absent on every prober: the daemons are "
+            "down or not scraped, or none has a recent result for any of its checks.",
+            "runbook": "Is `monai-slo run` up on the probers and scraped (the up metric)? "
+            "Are its checks scheduled (`monai-slo status`)?",
+        },
+        options,
+        for_=max(NO_DATA_MIN_FOR, staleness),
+    )
+
+
+def environment_group(
+    environment: Environment, windows: BurnWindows, options: AlertingOptions
+) -> dict[str, Any]:
+    env = environment.name
+    rules: list[dict[str, Any]] = [
+        {
+            "record": record,
+            "expr": f"{op} without ({PROBER_LABELS}) ({_selector(metric, environment=env)})",
+            # A no-op on the output; tells promtool's duplicate-rule lint the groups apart.
+            "labels": {"environment": env},
+        }
+        for record, op, metric in RECORDINGS
+    ]
+    rules += burn_rate_alerts(environment, windows, options)
+    rules += [check_down_alert(ref, options) for s in environment.services for ref in s.checks]
+    rules.append(
+        _alert(
+            "MonaiSloGpuFatal",
+            f"({_selector(CHECK_UP, environment=env, kind='gpu')} == 0)\n"
+            + _not_in_maintenance(env),
+            {"severity": "page", "environment": env},
+            {
+                "summary": f"GPU check {{{{ $labels.check }}}} of {WHERE} reports a fatal "
+                "GPU condition on every prober",
+                "description": "A gpu check fails only for fatal conditions (GPU lost, "
+                "reset required, critical XID, uncorrected ECC, fewer GPUs than expected).",
+                "budget_left": BUDGET_LEFT,
+                "runbook": "`monai-slo check --service {{ $labels.service }}` shows the "
+                "condition; see nvidia-smi -q and the kernel log for XIDs.",
+            },
+            options,
+        )
+    )
+    rules += [no_data_alert(service, options) for service in environment.services]
+    rules.append(
+        _alert(
+            "MonaiSloMaintenance",
+            f"{_selector(MAINTENANCE, environment=env)} == 1",
+            {"severity": "info", "environment": env},
+            {
+                "summary": f"{WHERE} is in planned maintenance",
+                "description": "Its check and burn-rate alerts are held back meanwhile (in "
+                "the rules, and by Alertmanager inhibition); the time is left out of its SLI.",
+            },
+            options,
+        )
+    )
+    return {"name": f"monai-slo:{env}", "rules": rules}
+
+
+def daemon_group(config: Config, options: AlertingOptions) -> dict[str, Any]:
+    job = options.job
+    tier = str(_highest_tier(config))
+    return {
+        "name": "monai-slo:daemon",
+        "rules": [
+            _alert(
+                "MonaiSloDaemonDown",
+                f'up{{job="{job}"}} == 0',
+                {"severity": "ticket", "tier": tier},
+                {
+                    "summary": "monai-slo prober {{ $labels.instance }} is down or not "
+                    "answering scrapes",
+                    "description": "Other probers of the job, if any, keep measuring.",
+                    "runbook": "systemctl status monai-slo; journalctl -u monai-slo on that "
+                    "host; curl http://{{ $labels.instance }}/-/healthy",
+                },
+                options,
+                for_=60.0,
+            ),
+            _alert(
+                "MonaiSloAllProbersDown",
+                f'absent(up{{job="{job}"}} == 1)',
+                {"severity": "page", "tier": tier, "job": job},
+                {
+                    "summary": f"no monai-slo prober of job {job} is up: no SLO is being "
+                    "measured and no outage would alert",
+                    "description": f"Every target of job {job} fails its scrapes, or the job "
+                    "is missing from the Prometheus configuration.",
+                    "runbook": "Start monai-slo on a prober; check the scrape config.",
+                },
+                options,
+                for_=120.0,
+            ),
+            _alert(
+                "MonaiSloConfigReloadFailed",
+                f'monai_slo_config_last_reload_successful{{job="{job}"}} == 0',
+                {"severity": "ticket", "tier": tier},
+                {
+                    "summary": "monai-slo on {{ $labels.instance }} rejected its new config "
+                    "and keeps running the previous one",
+                    "description": "The last SIGHUP reload failed validation.",
+                    "runbook": "`monai-slo validate -c FILE` on that host says what is wrong.",
+                },
+                options,
+                for_=60.0,
+            ),
+        ],
+    }
+
+
+def generate_rules(
+    config: Config,
+    options: AlertingOptions | None = None,
+    windows: BurnWindows | None = None,
+) -> dict[str, Any]:
+    """The rule file for ``config`` as a document (``groups: [...]``)."""
+    options = options or config.alerting
+    windows = windows or load_burn_windows()
+    groups = [environment_group(e, windows, options) for e in config.environments]
+    groups.append(daemon_group(config, options))
+    return {"groups": groups}
+
+
+def unreachable_warnings(config: Config, windows: BurnWindows | None = None) -> list[str]:
+    """Rows whose scaled factor a total outage cannot reach for some service's objective."""
+    windows = windows or load_burn_windows()
+    warnings = []
+    for service in config.services():
+        if service.objective is None:
+            continue
+        ceiling = max_burn_rate(service.objective)
+        for scaled in windows.for_window(service.window):
+            if scaled.factor >= ceiling:
+                warnings.append(
+                    f"{service.environment}/{service.name}: the {scaled.row.severity} alert over "
+                    f"{format_duration(scaled.row.long)} and {format_duration(scaled.row.short)} "
+                    f"can never fire: its threshold {_number(scaled.factor)} (scaled to a "
+                    f"{format_duration(service.window)} window) is at or above the burn rate of "
+                    f"a total outage at {service.objective:g}% ({_number(ceiling)})"
+                )
+    return warnings
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (PromQL expressions) as literal blocks, so they read as written."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render_rules(config: Config, options: AlertingOptions | None = None) -> str:
+    """The rule file's text, with a header naming its source."""
+    document = generate_rules(config, options)
+    header = (
+        "# Prometheus rules for monai-slo, generated by "
+        f"`monai-slo rules -c {Path(config.source).name}`.\n"
+        "# Do not edit: change the config and regenerate. Burn-rate windows and factors:\n"
+        "# monai_slo/slo/burn_windows.yaml (scaled to each environment's SLO window).\n"
+    )
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
+    return header + body
+
+
+def rules_command(
+    config: Config, output: Path | None, options: AlertingOptions | None = None
+) -> int:
+    """Write the rule file for ``config`` into ``output`` (stdout when None); exit code."""
+    text = render_rules(config, options)
+    for warning in unreachable_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / RULES_FILE
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,1 @@
+"""SLO math: availability, error budget and burn rate as pure functions; alert windows."""
