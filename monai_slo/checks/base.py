@@ -9,7 +9,7 @@ it saw.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Self
@@ -128,6 +128,22 @@ class CheckResult:
             outcome.values,
             outcome.series,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A run whose verdict comes later, such as a canary study on its way through a router.
+
+    A kind's ``run`` may return this instead of an outcome. The runner then frees the worker
+    and calls ``poll`` again at ``at`` (monotonic seconds) on a worker, under a deadline of
+    ``step_timeout``; ``poll`` answers with the verdict or another Pending. No thread is
+    held between polls. The result keeps the run's start as its timestamp; a run still
+    pending past its check's timeout is recorded as a timeout.
+    """
+
+    poll: Callable[[Deadline], CheckOutcome | Pending]
+    at: float
+    step_timeout: float = 5.0
 
 
 class Deadline:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monai_slo.checks import dicomweb, gpu, host, http, ssh, tcp
-from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline
+from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, Pending
 from monai_slo.checks.dicom import echo as dicom_echo
 from monai_slo.checks.dicom import find as dicom_find
 from monai_slo.checks.dicom import store_context as dicom_store_context
@@ -17,7 +17,7 @@ from monai_slo.checks.dicom import store_context as dicom_store_context
 class CheckKind:
     name: str
     config_type: type[CheckConfig]
-    run: Callable[[Any, Deadline], CheckOutcome]
+    run: Callable[[Any, Deadline], CheckOutcome | Pending]
 
 
 KINDS: dict[str, CheckKind] = {
