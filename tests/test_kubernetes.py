@@ -566,7 +566,8 @@ def test_containerfile_shape() -> None:
 
 def test_containerfile_copies_all_the_package_needs(tmp_path: Path) -> None:
     """The package builds from only what the Containerfile COPYs, and that build holds every
-    module and data file of monai_slo (an image cannot be built here: no container engine)."""
+    module and data file of monai_slo and declares its licence as an SPDX expression (an image
+    cannot be built here: no container engine)."""
     context = tmp_path / "context"
     for word, rest in containerfile_instructions():
         if word != "COPY" or rest.startswith("--from"):
@@ -604,6 +605,15 @@ def test_containerfile_copies_all_the_package_needs(tmp_path: Path) -> None:
         packaged = {
             "/".join(name.split("/")[1:]) for name in archive.getnames() if "/monai_slo/" in name
         }
+        (pkg_info,) = [
+            m
+            for m in archive.getmembers()
+            if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")
+        ]
+        metadata = archive.extractfile(pkg_info).read().decode()  # type: ignore[union-attr]
+    # The SPDX expression (core metadata 2.4), not the deprecated `license = { text = ... }` table.
+    assert "\nLicense-Expression: Apache-2.0\n" in metadata, metadata[:600]
+    assert "\nLicense: " not in metadata
     source_files = {
         path.relative_to(ROOT).as_posix()
         for path in (ROOT / "monai_slo").rglob("*")
