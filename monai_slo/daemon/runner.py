@@ -10,6 +10,11 @@ bounded; past that the pool shrinks rather than grow without limit.
 A run waits for a free worker at most its check's interval: by then its next run is due,
 so a run still queued is dropped and counted as skipped, never silently lost. Exceptions
 inside a check become failed results (``error``).
+
+A kind may answer :class:`~monai_slo.checks.base.Pending` (a canary on its way): the worker
+is freed, the run waits on a timer (no thread) and is polled again on a worker when due.
+Several runs of such a check may be pending at once (up to the config's ``max_in_flight``);
+their results are delivered in the order the runs started, so history never steps back.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
-from monai_slo.checks.base import CheckOutcome, CheckResult, Deadline, FailureReason
+from monai_slo.checks.base import CheckOutcome, CheckResult, Deadline, FailureReason, Pending
 from monai_slo.checks.registry import KINDS
 from monai_slo.config.model import CheckRef
 from monai_slo.outputs.lateness import Lateness
@@ -38,28 +44,60 @@ DEADLINE_GRACE = 0.5
 MAX_DETAIL = 300
 
 
+def _attempt(label: str, step: Callable[[], CheckOutcome | Pending]) -> CheckOutcome | Pending:
+    """One call into a kind, exceptions contained and peer text cleaned."""
+    try:
+        outcome = step()
+    except Exception as exc:
+        # One line per run: a peer that trips a bug must not flood the log with tracebacks.
+        log.warning("check %s raised %s: %s", label, type(exc).__name__, exc)
+        log.debug("check %s raised", label, exc_info=True)
+        outcome = CheckOutcome.fail(FailureReason.ERROR, f"{type(exc).__name__}: {exc}")
+    if isinstance(outcome, Pending):
+        return outcome
+    detail = clean(outcome.detail, MAX_DETAIL)  # peer text: stored and shown as data
+    return outcome if detail == outcome.detail else replace(outcome, detail=detail)
+
+
+def _overdue(ref: CheckRef) -> CheckOutcome:
+    return CheckOutcome.fail(
+        FailureReason.TIMEOUT,
+        f"no result within the overall deadline of {ref.config.timeout:g}s",
+    )
+
+
 def execute(ref: CheckRef, clock: Callable[[], float] = time.time) -> CheckResult:
-    """Run one check synchronously: the kind's own code, timed, exceptions contained."""
+    """Run one check synchronously on this thread, pending polls included (waiting in
+    between): the kind's own code, timed, exceptions contained."""
     kind = KINDS[ref.config.kind]
     deadline = Deadline(ref.config.timeout)
     timestamp = clock()
     started = time.monotonic()
-    try:
-        outcome = kind.run(ref.config, deadline)
-    except Exception as exc:
-        # One line per run: a peer that trips a bug must not flood the log with tracebacks.
-        log.warning("check %s raised %s: %s", ref.label, type(exc).__name__, exc)
-        log.debug("check %s raised", ref.label, exc_info=True)
-        outcome = CheckOutcome.fail(FailureReason.ERROR, f"{type(exc).__name__}: {exc}")
-    duration = time.monotonic() - started
-    detail = clean(outcome.detail, MAX_DETAIL)  # peer text: stored and shown as data
-    if detail != outcome.detail:
-        outcome = replace(outcome, detail=detail)
-    return CheckResult.from_outcome(outcome, duration, timestamp)
+    outcome = _attempt(ref.label, partial(kind.run, ref.config, deadline))
+    while isinstance(outcome, Pending):
+        if time.monotonic() > deadline.at + DEADLINE_GRACE:
+            outcome = _overdue(ref)
+            break
+        pending = outcome
+        time.sleep(max(0.0, min(pending.at, deadline.at) - time.monotonic()))
+        outcome = _attempt(ref.label, partial(pending.poll, Deadline(pending.step_timeout)))
+    return CheckResult.from_outcome(outcome, time.monotonic() - started, timestamp)
 
 
 class _Run:
-    __slots__ = ("abandoned", "done", "due", "queued", "ref", "started", "timestamp")
+    __slots__ = (
+        "abandoned",
+        "deadline",
+        "done",
+        "due",
+        "pending",
+        "queued",
+        "ref",
+        "result",
+        "started",
+        "step_started",
+        "timestamp",
+    )
 
     def __init__(self, ref: CheckRef, timestamp: float, due: float | None) -> None:
         self.ref = ref
@@ -67,8 +105,12 @@ class _Run:
         self.due = due
         self.queued = time.monotonic()
         self.started = self.queued
-        self.done = False  # a result (real or timeout) has been delivered
+        self.step_started = self.queued
+        self.deadline = self.queued + ref.config.timeout
+        self.done = False  # a result (real or timeout) is known
         self.abandoned = False  # the watchdog gave up on it; its thread retires on return
+        self.pending: Pending | None = None  # waiting for its next poll
+        self.result: CheckResult | None = None  # known, waiting for earlier runs' results
 
 
 class CheckRunner:
@@ -98,7 +140,10 @@ class CheckRunner:
         self._idle = 0
         self._abandoned = 0
         self._in_flight: dict[CheckKey, _Run] = {}
-        self._timers: list[tuple[float, int, _Run]] = []
+        # Runs started while earlier runs of the same check are pending, oldest first.
+        self._ordered: dict[CheckKey, deque[_Run]] = {}
+        self._timers: list[tuple[float, int, _Run]] = []  # step deadlines
+        self._polls: list[tuple[float, int, _Run]] = []  # pending runs' next polls
         self._sequence = itertools.count()
         self._names = itertools.count()
         self._closed = False
@@ -109,6 +154,8 @@ class CheckRunner:
         """Start lateness against the schedule, including any wait for a free worker."""
         self._watchdog = threading.Thread(target=self._watch, name="check-watchdog", daemon=True)
         self._watchdog.start()
+
+    # -- submitting ----------------------------------------------------------------------
 
     def submit(self, ref: CheckRef, due: float | None = None) -> bool:
         """Queue a run unless the previous one is still going (then count a skip).
@@ -122,23 +169,49 @@ class CheckRunner:
             if ref.key in self._in_flight:
                 self._skip(ref, "still running")
                 return False
+            limit: int | None = getattr(ref.config, "max_in_flight", None)
+            waiting = self._ordered.get(ref.key)
+            if (
+                limit is not None
+                and waiting is not None
+                and sum(1 for r in waiting if r.result is None) >= limit
+            ):
+                self._skip(ref, f"has {limit} runs in flight")
+                return False
             run = _Run(ref, self._clock(), due)
             self._in_flight[ref.key] = run
-            self._queue.append(run)
-            if self._idle:
-                self._work.notify()
-            elif self._may_grow():
-                self._spawn()
+            if waiting:
+                waiting.append(run)
+            self._enqueue(run)
         return True
 
     def in_flight(self) -> int:
+        """Runs queued or on a worker (pending runs waiting for a poll not included)."""
         with self._lock:
             return len(self._in_flight)
+
+    def pending(self) -> dict[CheckKey, int]:
+        """Runs per check that wait for a later poll (canaries on their way)."""
+        with self._lock:
+            return {
+                key: count
+                for key, runs in self._ordered.items()
+                if (count := sum(1 for r in runs if r.pending is not None))
+            }
 
     def threads(self) -> int:
         """Worker threads alive, abandoned ones included."""
         with self._lock:
             return len(self._workers)
+
+    def _enqueue(self, run: _Run) -> None:
+        # Called with the lock held.
+        run.queued = time.monotonic()
+        self._queue.append(run)
+        if self._idle:
+            self._work.notify()
+        elif self._may_grow():
+            self._spawn()
 
     def _skip(self, ref: CheckRef, why: str) -> None:
         # Called with the lock held.
@@ -157,6 +230,8 @@ class CheckRunner:
         self._workers.add(thread)
         thread.start()
 
+    # -- workers -------------------------------------------------------------------------
+
     def _next_run(self) -> _Run | None:
         """The next queued run still worth starting, or None once closed (lock held)."""
         while True:
@@ -168,15 +243,23 @@ class CheckRunner:
                 return None
             run = self._queue.popleft()
             now = time.monotonic()
-            if now - run.queued > run.ref.config.interval:
+            if run.pending is None and now - run.queued > run.ref.config.interval:
                 # Its next run is already due: this one is stale, and says so.
                 del self._in_flight[run.ref.key]
+                waiting = self._ordered.get(run.ref.key)
+                if waiting is not None and run in waiting:
+                    waiting.remove(run)
                 self._skip(run.ref, "waited longer than its interval for a free worker")
                 continue
-            run.started = now
-            run.timestamp = self._clock()
-            deadline = now + run.ref.config.timeout + self._grace
-            heapq.heappush(self._timers, (deadline, next(self._sequence), run))
+            if run.pending is None:
+                run.started = now
+                run.deadline = now + run.ref.config.timeout
+                run.timestamp = self._clock()
+                step_deadline = run.deadline
+            else:
+                step_deadline = min(now + run.pending.step_timeout, run.deadline)
+            run.step_started = now
+            heapq.heappush(self._timers, (step_deadline + self._grace, next(self._sequence), run))
             self._wake.notify()
             return run
 
@@ -188,48 +271,112 @@ class CheckRunner:
                 if run is None:
                     self._workers.discard(me)
                     return
-            # The deadline starts when a worker picks the run up: time queued behind busy
-            # workers is the monitor's own lateness, not the peer's.
-            if run.due is not None:
-                self.lateness.observe(max(0.0, time.time() - run.due))
-            result = execute(run.ref, self._clock)
+                pending = run.pending
+            if pending is None:
+                # The deadline starts when a worker picks the run up: time queued behind
+                # busy workers is the monitor's own lateness, not the peer's.
+                if run.due is not None:
+                    self.lateness.observe(max(0.0, time.time() - run.due))
+                kind = KINDS[run.ref.config.kind]
+                deadline = Deadline(run.deadline - time.monotonic())
+                outcome = _attempt(run.ref.label, partial(kind.run, run.ref.config, deadline))
+            else:
+                step = Deadline(
+                    min(pending.step_timeout, max(0.0, run.deadline - time.monotonic()))
+                )
+                outcome = _attempt(run.ref.label, partial(pending.poll, step))
             with self._lock:
-                if self._in_flight.get(run.ref.key) is run:
-                    del self._in_flight[run.ref.key]
-                deliver = not run.done
-                run.done = True
-                if run.abandoned:
+                abandoned = run.abandoned
+                if abandoned:
                     self._abandoned -= 1
                     self._workers.discard(me)
-            if deliver:
-                self._deliver(run.ref, result)
-            if run.abandoned:
+                if pending is None and self._in_flight.get(run.ref.key) is run:
+                    del self._in_flight[run.ref.key]
+                if not run.done:
+                    if isinstance(outcome, Pending):
+                        self._park(run, outcome)
+                    else:
+                        self._finish(run, outcome)
+                ready = self._deliverable(run)
+            self._deliver_all(run.ref, ready)
+            if abandoned:
                 return  # a replacement took this thread's place in the pool
+
+    def _park(self, run: _Run, pending: Pending) -> None:
+        # Called with the lock held: wait for the next poll on a timer, holding no thread.
+        if time.monotonic() > run.deadline + self._grace:
+            self._finish(run, _overdue(run.ref))
+            return
+        run.pending = pending
+        waiting = self._ordered.setdefault(run.ref.key, deque())
+        if run not in waiting:
+            waiting.append(run)
+        at = min(pending.at, run.deadline)
+        heapq.heappush(self._polls, (at, next(self._sequence), run))
+        self._wake.notify()
+
+    def _finish(self, run: _Run, outcome: CheckOutcome) -> None:
+        # Called with the lock held.
+        run.done = True
+        run.pending = None
+        run.result = CheckResult.from_outcome(
+            outcome, time.monotonic() - run.started, run.timestamp
+        )
+
+    def _deliverable(self, run: _Run) -> list[CheckResult]:
+        """Known results not yet delivered, in start order where runs of the same check are
+        pending (lock held); each result is handed out once."""
+        waiting = self._ordered.get(run.ref.key)
+        if not waiting or run not in waiting:
+            result, run.result = run.result, None
+            return [] if result is None else [result]
+        ready = []
+        while waiting and waiting[0].result is not None:
+            head = waiting.popleft()
+            assert head.result is not None
+            ready.append(head.result)
+            head.result = None
+        if not waiting:
+            del self._ordered[run.ref.key]
+        return ready
+
+    def _deliver_all(self, ref: CheckRef, results: list[CheckResult]) -> None:
+        for result in results:
+            self._deliver(ref, result)
+
+    # -- the watchdog --------------------------------------------------------------------
 
     def _watch(self) -> None:
         while True:
             with self._lock:
-                while not self._closed and (
-                    not self._timers or self._timers[0][0] > time.monotonic()
-                ):
-                    timeout = self._timers[0][0] - time.monotonic() if self._timers else None
-                    self._wake.wait(timeout)
+                while not self._closed:
+                    now = time.monotonic()
+                    due = [heap[0][0] for heap in (self._timers, self._polls) if heap]
+                    if due and min(due) <= now:
+                        break
+                    self._wake.wait(min(due) - now if due else None)
                 if self._closed:
                     return
-                _, _, run = heapq.heappop(self._timers)
-                if run.done:
+                now = time.monotonic()
+                if self._polls and self._polls[0][0] <= now:
+                    _, _, run = heapq.heappop(self._polls)
+                    if not run.done and run.pending is not None:
+                        self._enqueue(run)
                     continue
-                run.done = True
+                _, _, run = heapq.heappop(self._timers)
+                if run.done or time.monotonic() < run.step_started:
+                    continue
+                if run.pending is not None and not self._on_worker(run):
+                    continue  # that step is over; the run waits for its next poll
+                self._finish(run, _overdue(run.ref))
                 self._abandon(run)
-            limit = run.ref.config.timeout
-            result = CheckResult(
-                False,
-                time.monotonic() - run.started,
-                FailureReason.TIMEOUT,
-                f"no result within the overall deadline of {limit:g}s",
-                run.timestamp,
-            )
-            self._deliver(run.ref, result)
+                ready = self._deliverable(run)
+            self._deliver_all(run.ref, ready)
+
+    def _on_worker(self, run: _Run) -> bool:
+        # Called with the lock held: a pending run is on a worker while its poll is queued
+        # or running, i.e. not parked in the poll heap.
+        return all(entry[2] is not run for entry in self._polls)
 
     def _abandon(self, run: _Run) -> None:
         # Called with the lock held: the run's thread is still inside the check.
@@ -257,6 +404,8 @@ class CheckRunner:
         with self._lock:
             self._closed = True
             self._queue.clear()
+            self._polls.clear()
+            self._ordered.clear()
             self._work.notify_all()
             self._wake.notify_all()
             workers = [w for w in self._workers if w is not threading.current_thread()]
