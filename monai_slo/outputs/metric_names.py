@@ -1,6 +1,7 @@
 """The metric names monai-slo exposes, in one place: the collector, the dashboards and the
 tests read them from here. They are public interface (dashboards and alert rules depend on
-them): add names, never rename.
+them): add names, never rename. Label names and the rule file's recorded series live here
+too; nothing else in the package spells a ``monai_slo_`` name.
 
 Counters are named as their family (``monai_slo_check_runs``); the exposition, and so every
 PromQL query, adds ``_total`` (:func:`total`). Histograms likewise add ``_bucket``,
@@ -13,6 +14,11 @@ PREFIX = "monai_slo_"
 
 SERVICE_LABELS = ("environment", "tier", "service")
 CHECK_LABELS = (*SERVICE_LABELS, "check", "kind")
+# Labels a family adds to those above.
+WINDOW = "window"
+REASON = "reason"
+VERSION = "version"
+OPERATION = "operation"
 
 # Per check (labels CHECK_LABELS).
 CHECK_UP = "monai_slo_check_up"
@@ -58,6 +64,14 @@ GPU_UTILIZATION_RATIO = "monai_slo_gpu_utilization_ratio"
 GPU_ECC_UNCORRECTED_VOLATILE_ERRORS = "monai_slo_gpu_ecc_uncorrected_volatile_errors"
 GPU_XID_EVENTS_SINCE_START = "monai_slo_gpu_xid_events_since_start"
 
+# Series the generated rule file records: each folds the probers of one job into one series.
+RECORDED_SERVICE_UP = "monai_slo:service_up:max_over_probers"
+RECORDED_CHECK_UP = "monai_slo:check_up:max_over_probers"
+RECORDED_BURN_RATE = "monai_slo:burn_rate:min_over_probers"
+RECORDED_AVAILABILITY_RATIO = "monai_slo:availability_ratio:max_over_probers"
+RECORDED_ERROR_BUDGET_REMAINING_RATIO = "monai_slo:error_budget_remaining_ratio:max_over_probers"
+RECORDED_MAINTENANCE_ACTIVE = "monai_slo:maintenance_active:max_over_probers"
+
 COUNTERS = (
     CHECK_RUNS,
     CHECK_FAILURES,
@@ -72,6 +86,11 @@ def total(counter: str) -> str:
     """The sample name of a counter family, as PromQL sees it."""
     assert counter in COUNTERS, f"{counter} is not a counter"
     return f"{counter}_total"
+
+
+def kind_family(suffix: str) -> str:
+    """The family of a kind-specific gauge a check reports by suffix (``CheckOutcome.values``)."""
+    return f"{PREFIX}{suffix}"
 
 
 def bucket(histogram: str) -> str:

@@ -21,11 +21,12 @@ from monai_slo.config.model import CheckRef, Config
 from monai_slo.history.evaluation import evaluate
 from monai_slo.history.store import HistoryStore
 from monai_slo.history.timeline import TimelineCache
+from monai_slo.outputs import metric_names as m
 from monai_slo.outputs.lateness import Lateness
 from monai_slo.slo.availability import State
 
-CHECK_LABELS = ["environment", "tier", "service", "check", "kind"]
-SERVICE_LABELS = ["environment", "tier", "service"]
+CHECK_LABELS = list(m.CHECK_LABELS)
+SERVICE_LABELS = list(m.SERVICE_LABELS)
 CheckKey = tuple[str, str, str]
 
 
@@ -73,7 +74,7 @@ def _extra_family(
     family = families.get(suffix)
     if family is None:
         family = GaugeMetricFamily(
-            f"monai_slo_{suffix}",
+            m.kind_family(suffix),
             f"{suffix} reported by the check",
             labels=[*CHECK_LABELS, *extra_labels],
         )
@@ -81,7 +82,43 @@ def _extra_family(
     return family
 
 
+# Every family ``collect`` yields whatever the config holds, with its type: what ``describe``
+# announces to the registry.
+FIXED_FAMILIES: tuple[tuple[str, str], ...] = (
+    (m.CHECK_UP, "gauge"),
+    (m.CHECK_DURATION_SECONDS, "gauge"),
+    (m.CHECK_LAST_RUN_TIMESTAMP_SECONDS, "gauge"),
+    (m.CHECK_RUNS, "counter"),
+    (m.CHECK_FAILURES, "counter"),
+    (m.CHECK_SKIPPED_RUNS, "counter"),
+    (m.SERVICE_UP, "gauge"),
+    (m.AVAILABILITY_RATIO, "gauge"),
+    (m.DATA_COVERAGE_RATIO, "gauge"),
+    (m.OBJECTIVE_RATIO, "gauge"),
+    (m.SLO_WINDOW_SECONDS, "gauge"),
+    (m.ERROR_BUDGET_REMAINING_RATIO, "gauge"),
+    (m.BURN_RATE, "gauge"),
+    (m.MAINTENANCE_ACTIVE, "gauge"),
+    (m.BUILD_INFO, "gauge"),
+    (m.CONFIG_LAST_RELOAD_SUCCESSFUL, "gauge"),
+    (m.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, "gauge"),
+    (m.SCHEDULER_START_LATENESS_SECONDS, "histogram"),
+    (m.SCHEDULER_MISSED_RUNS, "counter"),
+    (m.STORE_ERRORS, "counter"),
+    (m.STORE_HEALTHY, "gauge"),
+    (m.STORE_BUFFERED_RECORDS, "gauge"),
+    (m.STORE_DROPPED_RECORDS, "counter"),
+)
+
+
 class SloCollector(Collector):
+    def describe(self) -> Iterator[Metric]:
+        """The fixed families, without samples: a registry that already holds one of these
+        names refuses this collector at ``register`` (as client_python's own metrics do).
+        Kind-specific gauges are left out: their names come from the checks' results."""
+        for name, kind in FIXED_FAMILIES:
+            yield Metric(name, "", kind)
+
     def __init__(self, view: DaemonView) -> None:
         self.view = view
         # Settled history is kept between scrapes (see monai_slo.history.timeline); scrapes take
@@ -95,76 +132,74 @@ class SloCollector(Collector):
         now = view.clock()
         yield from self._checks(config)
         yield from self._services(config, now)
-        build = GaugeMetricFamily("monai_slo_build_info", "monai-slo build", labels=["version"])
+        build = GaugeMetricFamily(m.BUILD_INFO, "monai-slo build", labels=[m.VERSION])
         build.add_metric([__version__], 1)
         yield build
         yield GaugeMetricFamily(
-            "monai_slo_config_last_reload_successful",
+            m.CONFIG_LAST_RELOAD_SUCCESSFUL,
             "1 if the last config (re)load succeeded",
             value=1 if view.reload_successful else 0,
         )
         yield GaugeMetricFamily(
-            "monai_slo_config_last_reload_success_timestamp_seconds",
+            m.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
             "When the config in use was loaded",
             value=view.reload_timestamp,
         )
         if view.lateness is not None:
             buckets, total = view.lateness.snapshot()
             yield HistogramMetricFamily(
-                "monai_slo_scheduler_start_lateness_seconds",
+                m.SCHEDULER_START_LATENESS_SECONDS,
                 "How late check runs started against their schedule",
                 buckets=buckets,
                 sum_value=total,
             )
         yield CounterMetricFamily(
-            "monai_slo_scheduler_missed_runs",
+            m.SCHEDULER_MISSED_RUNS,
             "Check runs APScheduler could not start in time (skipped, not queued)",
             value=sum(view.missed().values()),
         )
         store_errors = CounterMetricFamily(
-            "monai_slo_store_errors",
+            m.STORE_ERRORS,
             "Failed history database operations since start (results stay in memory meanwhile)",
-            labels=["operation"],
+            labels=[m.OPERATION],
         )
         for operation, count in sorted(view.store.error_counts().items()):
             store_errors.add_metric([operation], count)
         yield store_errors
         yield GaugeMetricFamily(
-            "monai_slo_store_healthy",
+            m.STORE_HEALTHY,
             "1 while the history database is written normally (0: failing or damaged)",
             value=1 if view.store.healthy() else 0,
         )
         yield GaugeMetricFamily(
-            "monai_slo_store_buffered_records",
+            m.STORE_BUFFERED_RECORDS,
             "Changed segments and hourly run counters waiting for a history write",
             value=view.store.buffered(),
         )
         yield CounterMetricFamily(
-            "monai_slo_store_dropped_records",
+            m.STORE_DROPPED_RECORDS,
             "Buffered records never written because the buffer was full",
             value=view.store.dropped,
         )
 
     def _checks(self, config: Config) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "monai_slo_check_up", "1 if the last run succeeded", labels=CHECK_LABELS
-        )
+        up = GaugeMetricFamily(m.CHECK_UP, "1 if the last run succeeded", labels=CHECK_LABELS)
         duration = GaugeMetricFamily(
-            "monai_slo_check_duration_seconds", "Duration of the last run", labels=CHECK_LABELS
+            m.CHECK_DURATION_SECONDS, "Duration of the last run", labels=CHECK_LABELS
         )
         last_ts = GaugeMetricFamily(
-            "monai_slo_check_last_run_timestamp_seconds",
+            m.CHECK_LAST_RUN_TIMESTAMP_SECONDS,
             "Start of the last run",
             labels=CHECK_LABELS,
         )
-        runs = CounterMetricFamily("monai_slo_check_runs", "Runs since start", labels=CHECK_LABELS)
+        runs = CounterMetricFamily(m.CHECK_RUNS, "Runs since start", labels=CHECK_LABELS)
         failures = CounterMetricFamily(
-            "monai_slo_check_failures",
+            m.CHECK_FAILURES,
             "Failed runs since start by reason",
-            labels=[*CHECK_LABELS, "reason"],
+            labels=[*CHECK_LABELS, m.REASON],
         )
         skipped = CounterMetricFamily(
-            "monai_slo_check_skipped_runs",
+            m.CHECK_SKIPPED_RUNS,
             "Runs not started because the previous run was still going",
             labels=CHECK_LABELS,
         )
@@ -194,40 +229,40 @@ class SloCollector(Collector):
 
     def _services(self, config: Config, now: float) -> Iterator[Metric]:
         service_up = GaugeMetricFamily(
-            "monai_slo_service_up",
+            m.SERVICE_UP,
             "1 up, 0 down (any check down); absent with no data",
             labels=SERVICE_LABELS,
         )
         availability = GaugeMetricFamily(
-            "monai_slo_availability_ratio",
+            m.AVAILABILITY_RATIO,
             "Time-weighted availability over the window",
-            labels=[*SERVICE_LABELS, "window"],
+            labels=[*SERVICE_LABELS, m.WINDOW],
         )
         coverage = GaugeMetricFamily(
-            "monai_slo_data_coverage_ratio",
+            m.DATA_COVERAGE_RATIO,
             "Share of the window with data",
-            labels=[*SERVICE_LABELS, "window"],
+            labels=[*SERVICE_LABELS, m.WINDOW],
         )
         objective = GaugeMetricFamily(
-            "monai_slo_objective_ratio",
+            m.OBJECTIVE_RATIO,
             "Availability objective (absent for best-effort tiers)",
             labels=SERVICE_LABELS,
         )
         window_seconds = GaugeMetricFamily(
-            "monai_slo_slo_window_seconds", "Length of the SLO window", labels=SERVICE_LABELS
+            m.SLO_WINDOW_SECONDS, "Length of the SLO window", labels=SERVICE_LABELS
         )
         budget = GaugeMetricFamily(
-            "monai_slo_error_budget_remaining_ratio",
+            m.ERROR_BUDGET_REMAINING_RATIO,
             "Share of the SLO window's error budget left (negative when overspent)",
             labels=SERVICE_LABELS,
         )
         burn = GaugeMetricFamily(
-            "monai_slo_burn_rate",
+            m.BURN_RATE,
             "Error budget burn rate over the window (1 = exactly on budget)",
-            labels=[*SERVICE_LABELS, "window"],
+            labels=[*SERVICE_LABELS, m.WINDOW],
         )
         maintenance = GaugeMetricFamily(
-            "monai_slo_maintenance_active",
+            m.MAINTENANCE_ACTIVE,
             "1 while the service is in planned maintenance",
             labels=SERVICE_LABELS,
         )

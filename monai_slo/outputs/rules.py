@@ -9,7 +9,8 @@ Several probers (HA pairs, vantage points) are separate scrape targets of one jo
 by ``instance`` (and optionally a ``prober`` target label). The recording rules fold them:
 a service or check counts as down only when every prober that sees it says so (``max`` of
 ``up``, ``min`` of burn rate). The daemon computes every window itself, so no rule needs a
-range query.
+range query. Every metric and recorded series name comes from
+:mod:`monai_slo.outputs.metric_names`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 
 from monai_slo.config.model import AlertingOptions
 from monai_slo.durations import format_duration
+from monai_slo.outputs import metric_names as m
 from monai_slo.slo.burn_windows import BurnWindows, load_burn_windows, max_burn_rate
 from monai_slo.tiers import TIERS, TierName
 
@@ -33,22 +35,22 @@ PROBER_LABELS = "instance, prober"
 # No-data waits at least this long: a daemon that just started has no result yet.
 NO_DATA_MIN_FOR = 300.0
 
-SERVICE_UP = "monai_slo:service_up:max_over_probers"
-CHECK_UP = "monai_slo:check_up:max_over_probers"
-BURN_RATE = "monai_slo:burn_rate:min_over_probers"
-AVAILABILITY = "monai_slo:availability_ratio:max_over_probers"
-BUDGET = "monai_slo:error_budget_remaining_ratio:max_over_probers"
-MAINTENANCE = "monai_slo:maintenance_active:max_over_probers"
+SERVICE_UP = m.RECORDED_SERVICE_UP
+CHECK_UP = m.RECORDED_CHECK_UP
+BURN_RATE = m.RECORDED_BURN_RATE
+AVAILABILITY = m.RECORDED_AVAILABILITY_RATIO
+BUDGET = m.RECORDED_ERROR_BUDGET_REMAINING_RATIO
+MAINTENANCE = m.RECORDED_MAINTENANCE_ACTIVE
 
 # (recorded name, aggregation, source metric): the aggregation is what "every prober says
 # so" means for that metric: up if any prober sees it up, burning as slowly as the best one.
 RECORDINGS = (
-    (SERVICE_UP, "max", "monai_slo_service_up"),
-    (CHECK_UP, "max", "monai_slo_check_up"),
-    (BURN_RATE, "min", "monai_slo_burn_rate"),
-    (AVAILABILITY, "max", "monai_slo_availability_ratio"),
-    (BUDGET, "max", "monai_slo_error_budget_remaining_ratio"),
-    (MAINTENANCE, "max", "monai_slo_maintenance_active"),
+    (SERVICE_UP, "max", m.SERVICE_UP),
+    (CHECK_UP, "max", m.CHECK_UP),
+    (BURN_RATE, "min", m.BURN_RATE),
+    (AVAILABILITY, "max", m.AVAILABILITY_RATIO),
+    (BUDGET, "max", m.ERROR_BUDGET_REMAINING_RATIO),
+    (MAINTENANCE, "max", m.MAINTENANCE_ACTIVE),
 )
 
 BUDGET_LEFT = (
@@ -157,7 +159,7 @@ def burn_rate_alerts(
                     f" gone in {long}{scaling}.",
                     "budget_left": BUDGET_LEFT,
                     "runbook": "Run `monai-slo status` on a prober; "
-                    'monai_slo_check_failures_total{environment="{{ $labels.environment }}",'
+                    f'{m.total(m.CHECK_FAILURES)}{{environment="{{{{ $labels.environment }}}}",'
                     'service="{{ $labels.service }}"} says why its checks fail. Planned '
                     "work? Start a maintenance window (`monai-slo maintenance start`).",
                 },
@@ -186,11 +188,11 @@ def check_down_alert(ref: CheckRef, options: AlertingOptions) -> dict[str, Any]:
         {
             "summary": f"check {{{{ $labels.check }}}} ({{{{ $labels.kind }}}}) of {WHERE} "
             f"failed {runs} run{'s' if runs > 1 else ''} in a row on every prober",
-            "description": f"monai_slo_check_up has been 0 for {prom_duration(wait)}"
+            "description": f"{m.CHECK_UP} has been 0 for {prom_duration(wait)}"
             f" ({runs} runs every {format_duration(ref.config.interval)}).",
             "budget_left": BUDGET_LEFT,
             "runbook": f"`monai-slo check --service {ref.service}` on a prober shows the "
-            "failure reason; monai_slo_check_failures_total counts them by reason.",
+            f"failure reason; {m.total(m.CHECK_FAILURES)} counts them by reason.",
         },
         options,
         for_=wait,
@@ -200,9 +202,7 @@ def check_down_alert(ref: CheckRef, options: AlertingOptions) -> dict[str, Any]:
 def no_data_alert(service: Service, options: AlertingOptions) -> dict[str, Any]:
     """No prober reports the service: every daemon is gone, or none gets results any more."""
     staleness = max(ref.config.staleness for ref in service.checks)
-    selector = _selector(
-        "monai_slo_service_up", environment=service.environment, service=service.name
-    )
+    selector = _selector(m.SERVICE_UP, environment=service.environment, service=service.name)
     return _alert(
         "MonaiSloNoData",
         f"absent({selector})",
@@ -216,7 +216,7 @@ def no_data_alert(service: Service, options: AlertingOptions) -> dict[str, Any]:
         },
         {
             "summary": f"no prober reports {WHERE}: its availability is not being measured",
-            "description": "monai_slo_service_up is absent on every prober: the daemons are "
+            "description": f"{m.SERVICE_UP} is absent on every prober: the daemons are "
             "down or not scraped, or none has a recent result for any of its checks.",
             "runbook": "Is `monai-slo run` up on the probers and scraped (the up metric)? "
             "Are its checks scheduled (`monai-slo status`)?",
@@ -312,7 +312,7 @@ def daemon_group(config: Config, options: AlertingOptions) -> dict[str, Any]:
             ),
             _alert(
                 "MonaiSloConfigReloadFailed",
-                f'monai_slo_config_last_reload_successful{{job="{job}"}} == 0',
+                f'{m.CONFIG_LAST_RELOAD_SUCCESSFUL}{{job="{job}"}} == 0',
                 {"severity": "ticket", "tier": tier},
                 {
                     "summary": "monai-slo on {{ $labels.instance }} rejected its new config "
