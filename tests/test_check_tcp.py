@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,29 @@ def test_refused() -> None:
     """A port nobody listens on fails as refused."""
     outcome, _ = probe(config(_free_port()))
     assert outcome.reason is FailureReason.REFUSED
+
+
+@pytest.fixture
+def hung_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """getaddrinfo() that never answers (until the test ends): a resolver gone silent."""
+    release = threading.Event()
+
+    def hang(*args: object, **kwargs: object) -> list[Any]:
+        release.wait(10)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    yield
+    release.set()
+
+
+@pytest.mark.usefixtures("hung_resolver")
+def test_hung_name_lookup_is_dns() -> None:
+    """A name lookup that never finishes fails as dns (as for every kind) within the deadline."""
+    outcome, elapsed = probe(config(1, host="pacs.example.invalid", timeout=0.3))
+    assert outcome.reason is FailureReason.DNS, outcome
+    assert outcome.detail.startswith("name lookup for 'pacs.example.invalid' did not finish within")
+    assert elapsed < 0.3 + 0.2
 
 
 def test_tls_handshake_with_ca(https_peer: HttpPeer) -> None:

@@ -14,17 +14,17 @@ import pytest
 import trustme
 
 from monai_slo.checks import http as http_check
-from monai_slo.checks import tcp
+from monai_slo.checks import net
 from monai_slo.checks.base import Deadline, FailureReason
 from tests.fixtures_http import HttpPeer
 
 
 def test_unchanged_files_share_one_context(tls_ca_file: Path) -> None:
     """The same files (or the same system store) give the very same context object."""
-    first = tcp.shared_tls_context(ca_file=tls_ca_file)
-    assert tcp.shared_tls_context(ca_file=tls_ca_file) is first
-    assert tcp.shared_tls_context() is tcp.shared_tls_context()
-    assert tcp.shared_tls_context(ca_file=tls_ca_file, verify=False) is not first
+    first = net.shared_tls_context(ca_file=tls_ca_file)
+    assert net.shared_tls_context(ca_file=tls_ca_file) is first
+    assert net.shared_tls_context() is net.shared_tls_context()
+    assert net.shared_tls_context(ca_file=tls_ca_file, verify=False) is not first
 
 
 def test_rotated_ca_file_is_picked_up(https_peer: HttpPeer, tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from pydantic import Field, FilePath, field_validator, model_validator
 
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
 from monai_slo.checks.http import Response, check_headers, check_url, request, resolve_headers
+from monai_slo.checks.net import ProbeFailure
 from monai_slo.checks.secrets import SecretRef
-from monai_slo.checks.tcp import ProbeFailure
 
 MEDIA_TYPE = "application/dicom+json"
 

@@ -22,9 +22,7 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import Field, FilePath, field_validator, model_validator
 
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.patterns import Pattern, Regex, compiled
-from monai_slo.checks.secrets import SecretRef, SecretUnavailable
-from monai_slo.checks.tcp import (
+from monai_slo.checks.net import (
     CERT_EXPIRY,
     ProbeFailure,
     cert_expiry,
@@ -34,6 +32,8 @@ from monai_slo.checks.tcp import (
     shared_tls_context,
     tls_handshake,
 )
+from monai_slo.checks.patterns import Pattern, Regex, compiled
+from monai_slo.checks.secrets import SecretRef, SecretUnavailable
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer

@@ -23,8 +23,8 @@ from pydantic import Field, field_validator
 
 from monai_slo import __version__
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.net import ProbeFailure, connect, format_host
 from monai_slo.checks.patterns import Regex, compiled
-from monai_slo.checks.tcp import ProbeFailure, connect, format_host
 
 # softwareversion is printable US-ASCII without spaces or minus signs (RFC 4253 4.2).
 IDENTIFICATION = f"SSH-2.0-monai_slo_{__version__}\r\n".encode("ascii")

@@ -40,7 +40,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.tcp import (
+from monai_slo.checks.net import (
     CERT_EXPIRY,
     ProbeFailure,
     cert_expiry,

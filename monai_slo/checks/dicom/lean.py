@@ -57,7 +57,7 @@ from monai_slo.checks.dicom.common import (
     rejection,
     resolve,
 )
-from monai_slo.checks.tcp import ProbeFailure
+from monai_slo.checks.net import ProbeFailure
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 # What we announce we accept, as pynetdicom does; nothing legitimate we read is bigger than

@@ -1,0 +1,362 @@
+"""Network plumbing every network kind shares: lookup, connect, TLS, certificate expiry.
+
+Each step is bounded by the check's :class:`Deadline` and says what went wrong as a
+:class:`ProbeFailure` (a reason and a detail safe to show). The ``tcp``, ``ssh``, ``http``,
+``dicomweb`` and DICOM kinds all connect through here, so a given failure (a name that does
+not resolve, a refused port, a failed handshake) has the same reason whatever kind saw it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+
+CERT_EXPIRY = "tls_cert_expiry_timestamp_seconds"
+
+UNREACHABLE_ERRNOS = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+)
+
+# (family, type, proto, canonname, sockaddr) as getaddrinfo() returns them.
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
+
+class ProbeFailure(Exception):
+    """A step of a probe failed for a known reason; ``detail`` is safe to show."""
+
+    def __init__(self, reason: FailureReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+    def outcome(self, values: dict[str, float] | None = None) -> CheckOutcome:
+        return CheckOutcome.fail(self.reason, self.detail, values)
+
+
+# --- Name lookup ------------------------------------------------------------------------------
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def format_host(host: str, port: int) -> str:
+    """``host:port``, with IPv6 literals bracketed."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def resolve(
+    host: str, port: int, deadline: Deadline, *, limit: float | None = None
+) -> Sequence[AddrInfo]:
+    """The IPv4 and IPv6 addresses of ``host``; raises ProbeFailure (DNS) when there are
+    none or the lookup does not finish within ``limit`` or the deadline, whichever is first.
+
+    getaddrinfo() takes no timeout, and a resolver that does not answer blocks for its own
+    (often 5 s x attempts); running it in a throwaway daemon thread keeps the check inside
+    its deadline. The thread is left to finish on its own if it overruns (it holds no
+    socket of ours). A lookup that hangs is a name-resolution failure, not a slow peer.
+    """
+    if is_ip_literal(host):
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    wait = deadline.remaining() if limit is None else min(limit, deadline.remaining())
+    box: list[Sequence[AddrInfo] | Exception] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:
+            box.append(exc)
+        done.set()
+
+    threading.Thread(target=lookup, name=f"resolve-{host}", daemon=True).start()
+    if not done.wait(wait):
+        raise ProbeFailure(
+            FailureReason.DNS, f"name lookup for {host!r} did not finish within {wait:g}s"
+        )
+    answer = box[0]
+    if isinstance(answer, Exception):
+        words = getattr(answer, "strerror", None) or str(answer)
+        raise ProbeFailure(FailureReason.DNS, f"cannot resolve {host!r}: {words}")
+    usable = [entry for entry in answer if entry[0] in (socket.AF_INET, socket.AF_INET6)]
+    if not usable:
+        raise ProbeFailure(FailureReason.DNS, f"no IPv4 or IPv6 address for {host!r}")
+    return usable
+
+
+def preferred_address(addresses: Sequence[AddrInfo]) -> str:
+    """The first IPv4 address, else the first IPv6 one (as pynetdicom would pick)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for entry in addresses:
+            if entry[0] == family:
+                return str(entry[4][0])
+    return str(addresses[0][4][0])
+
+
+# --- Connect ----------------------------------------------------------------------------------
+
+
+def connect_reason(exc: OSError) -> FailureReason:
+    """What a failed connect() means, as a reason (the one errno mapping)."""
+    if isinstance(exc, TimeoutError):
+        return FailureReason.TIMEOUT
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return FailureReason.REFUSED
+    if exc.errno in UNREACHABLE_ERRNOS:
+        return FailureReason.UNREACHABLE
+    return FailureReason.CONNECTION
+
+
+def os_words(exc: OSError) -> str:
+    """The system's words for an OSError, never empty."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _connect_error(exc: OSError, where: str) -> ProbeFailure:
+    reason = connect_reason(exc)
+    detail = {
+        FailureReason.TIMEOUT: f"connecting to {where} timed out",
+        FailureReason.REFUSED: f"connection to {where} refused",
+        FailureReason.UNREACHABLE: f"{where} unreachable: {os_words(exc)}",
+    }.get(reason, f"connecting to {where} failed: {os_words(exc)}")
+    return ProbeFailure(reason, detail)
+
+
+def connect(host: str, port: int, deadline: Deadline) -> socket.socket:
+    """Open a TCP connection to the first address of ``host`` that accepts, within the deadline.
+
+    Unlike socket.create_connection(), the timeout is the time left overall, not per address.
+    """
+    where = format_host(host, port)
+    last: ProbeFailure | None = None
+    for family, kind, proto, _, address in resolve(host, port, deadline):
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            last = _connect_error(exc, where)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if last is not None and last.reason is not FailureReason.TIMEOUT:
+        raise last
+    raise ProbeFailure(FailureReason.TIMEOUT, f"connecting to {where} timed out")
+
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+def quick_ack(sock: socket.socket) -> None:
+    """Acknowledge what arrives next at once (Linux; elsewhere nothing). Linux turns quick
+    ACKs off again by itself, so this goes before every read."""
+    if _QUICKACK is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+def tls_context(
+    *,
+    ca_file: Path | None = None,
+    verify: bool = True,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> ssl.SSLContext:
+    """A client context: system CAs, or only ``ca_file`` when given; built per run so a
+    rotated CA or client certificate is picked up.
+    """
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if client_cert is not None:
+            context.load_cert_chain(client_cert, client_key)
+    except (ssl.SSLError, OSError) as exc:
+        detail = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ProbeFailure(FailureReason.TLS, f"cannot load TLS files: {detail}") from None
+    return context
+
+
+# Files a context was built from: (path, (inode, device, size, mtime)) each.
+_Signature = tuple[tuple[str, tuple[int, int, int, int] | None], ...]
+_CONTEXT_CACHE_SIZE = 64
+_contexts: OrderedDict[
+    tuple[str | None, bool, str | None, str | None], tuple[_Signature, ssl.SSLContext]
+] = OrderedDict()
+_contexts_lock = threading.Lock()
+
+
+def _file_state(path: str | None) -> tuple[int, int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns)
+
+
+def _signature(
+    ca_file: Path | None, client_cert: Path | None, client_key: Path | None
+) -> _Signature:
+    paths: list[str | None] = [str(p) if p else None for p in (ca_file, client_cert, client_key)]
+    if ca_file is None:
+        # The system store: the bundle file and the hashed directory OpenSSL reads.
+        defaults = ssl.get_default_verify_paths()
+        paths += [defaults.cafile, defaults.capath]
+    return tuple((path or "", _file_state(path)) for path in paths)
+
+
+def shared_tls_context(
+    *,
+    ca_file: Path | None = None,
+    verify: bool = True,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> ssl.SSLContext:
+    """:func:`tls_context`, built once and shared for as long as its files are unchanged.
+
+    Loading the system CA bundle costs ~25 ms of CPU, more than the rest of an HTTPS check;
+    a context is reused until a file it was built from (CA bundle or directory, client
+    certificate or key) changes inode, size or modification time, so a rotated file is
+    still picked up at the next run. Callers must not change the context they get.
+    """
+    key = (
+        str(ca_file) if ca_file else None,
+        verify,
+        str(client_cert) if client_cert else None,
+        str(client_key) if client_key else None,
+    )
+    signature = _signature(ca_file, client_cert, client_key)
+    with _contexts_lock:
+        found = _contexts.get(key)
+        if found is not None and found[0] == signature:
+            _contexts.move_to_end(key)
+            return found[1]
+    context = tls_context(
+        ca_file=ca_file, verify=verify, client_cert=client_cert, client_key=client_key
+    )
+    with _contexts_lock:
+        _contexts[key] = (signature, context)
+        _contexts.move_to_end(key)
+        while len(_contexts) > _CONTEXT_CACHE_SIZE:
+            _contexts.popitem(last=False)
+    return context
+
+
+def tls_handshake(
+    sock: socket.socket, context: ssl.SSLContext, server_name: str, deadline: Deadline
+) -> ssl.SSLSocket:
+    """Wrap ``sock`` and complete the handshake within the deadline. Closes ``sock`` on failure.
+
+    ssl's do_handshake() treats the socket timeout as a bound on the whole handshake, so a
+    peer that accepts and never answers costs at most the time left.
+    """
+    try:
+        sock.settimeout(deadline.remaining() or 1e-6)
+        tls = context.wrap_socket(sock, server_hostname=server_name, do_handshake_on_connect=False)
+    except (ssl.SSLError, ValueError) as exc:
+        sock.close()
+        raise tls_setup_failure(exc) from None
+    try:
+        tls.do_handshake()
+    except OSError as exc:
+        tls.close()
+        raise handshake_failure(exc) from None
+    return tls
+
+
+def tls_setup_failure(exc: Exception) -> ProbeFailure:
+    """TLS: the socket could not even be wrapped (a bad server name, say)."""
+    return ProbeFailure(FailureReason.TLS, f"TLS setup failed: {exc}")
+
+
+def handshake_failure(exc: OSError) -> ProbeFailure:
+    """What a failed TLS handshake (or a TLS alert read after it) means, as a reason."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = exc.verify_message or exc.reason or "unknown reason"
+        return ProbeFailure(FailureReason.TLS, f"certificate verify failed: {message}")
+    if isinstance(exc, ssl.SSLError):
+        return ProbeFailure(FailureReason.TLS, f"TLS handshake failed: {exc.reason or exc}")
+    if isinstance(exc, TimeoutError):
+        return ProbeFailure(FailureReason.TIMEOUT, "TLS handshake timed out")
+    # The peer hung up mid-handshake: typically a plain service on a TLS port, or a
+    # server rejecting our certificate.
+    reason = exc.strerror or type(exc).__name__
+    return ProbeFailure(FailureReason.TLS, f"TLS handshake failed: {reason}")
+
+
+# --- Certificate expiry -----------------------------------------------------------------------
+
+
+def _not_after(text: object) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return float(ssl.cert_time_to_seconds(text))
+    except ValueError:
+        return None
+
+
+def cert_expiry(sock: ssl.SSLSocket) -> float | None:
+    """The earliest notAfter (epoch seconds) among the certificates the peer sent.
+
+    Read from the served chain, verified or not, through the private
+    ``_sslobj.get_unverified_chain()`` (CPython 3.10+); where that is missing, the leaf
+    as getpeercert() shows it (only when verified). None when nothing can be read.
+    """
+    chain = getattr(getattr(sock, "_sslobj", None), "get_unverified_chain", None)
+    if callable(chain):
+        try:
+            expiries = [_not_after(cert.get_info().get("notAfter")) for cert in chain() or ()]
+        except (AttributeError, ValueError, ssl.SSLError):
+            expiries = []
+        known = [expiry for expiry in expiries if expiry is not None]
+        if known:
+            return min(known)
+    cert = sock.getpeercert()
+    return _not_after(cert.get("notAfter")) if cert else None
+
+
+def require_validity(expiry: float | None, min_days_valid: float | None) -> None:
+    """Raise ProbeFailure (tls) when the certificate expires within ``min_days_valid`` days."""
+    if min_days_valid is None:
+        return
+    if expiry is None:
+        raise ProbeFailure(
+            FailureReason.TLS, "cannot read the certificate's expiry to check min_days_valid"
+        )
+    days_left = (expiry - time.time()) / 86400
+    if days_left < min_days_valid:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expiry))
+        raise ProbeFailure(
+            FailureReason.TLS,
+            f"certificate expires in {days_left:.1f} days ({when}), "
+            f"sooner than min_days_valid {min_days_valid:g}",
+        )
