@@ -569,7 +569,15 @@ def silent_listener() -> Iterator[SilentListener]:
 
 # --- Hostile DICOM peers ----------------------------------------------------------------------
 
-HOSTILE_MODES = ("dribble", "huge_pdu", "flood", "slow_flood", "truncated_ac", "no_items_ac")
+HOSTILE_MODES = (
+    "dribble",
+    "huge_pdu",
+    "flood",
+    "slow_flood",
+    "truncated_ac",
+    "no_items_ac",
+    "garbled_command",
+)
 """What a :class:`HostileDicomPeers` port does once it has read the A-ASSOCIATE-RQ.
 
 * ``dribble``: an A-ASSOCIATE-AC header announcing 16,000 bytes, then one byte per 100 ms;
@@ -579,7 +587,8 @@ HOSTILE_MODES = ("dribble", "huge_pdu", "flood", "slow_flood", "truncated_ac", "
 * ``slow_flood``: the same, 8,000 bytes every 50 ms;
 * ``truncated_ac``: an A-ASSOCIATE-AC with its fixed fields only (no variable items);
 * ``no_items_ac``: one with the application context but no presentation context or user
-  information items.
+  information items;
+* ``garbled_command``: a valid A-ASSOCIATE-AC, then a complete command set of garbage.
 """
 
 _HOSTILE_CONNECTIONS = 64  # per port; more are closed at once, so a test cannot pile them up
@@ -643,9 +652,12 @@ def _fixed_ac(rq_bytes: bytes, items: bytes = b"") -> bytes:
     return b"\x02\x00" + len(body).to_bytes(4, "big") + body
 
 
-def command_fragment(size: int, context_id: int = 1) -> bytes:
-    """A P-DATA-TF with one command PDV of ``size`` bytes that is not the last fragment."""
-    pdv = bytes([context_id, 0x01]) + b"\x00" * size
+def command_fragment(
+    size: int, context_id: int = 1, *, last: bool = False, fill: bytes = b"\x00"
+) -> bytes:
+    """A P-DATA-TF with one command PDV of ``size`` bytes, not the last fragment unless
+    ``last``."""
+    pdv = bytes([context_id, 0x03 if last else 0x01]) + fill * size
     item = len(pdv).to_bytes(4, "big") + pdv
     return b"\x04\x00" + len(item).to_bytes(4, "big") + item
 
@@ -657,6 +669,11 @@ def _hostile_session(conn: socket.socket, mode: str, stop: threading.Event) -> N
         conn.sendall(b"\x02\x00" + length.to_bytes(4, "big"))
         while not stop.wait(0.1):
             conn.sendall(b"\x00")
+    elif mode == "garbled_command":
+        conn.sendall(associate_ac(rq))
+        conn.sendall(command_fragment(20, last=True, fill=b"\xff"))
+        while not stop.is_set() and conn.recv(65536):  # until the client hangs up
+            pass
     elif mode in ("flood", "slow_flood"):
         conn.sendall(associate_ac(rq))
         fragment = command_fragment(_FLOOD_FRAGMENT if mode == "flood" else _SLOW_FRAGMENT)

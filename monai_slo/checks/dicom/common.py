@@ -25,8 +25,9 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Self, cast
 
@@ -54,6 +55,11 @@ from monai_slo.durations import Duration
 # (with a traceback); the check's outcome already says what went wrong, and a check every
 # 30 s must not flood the daemon's log with it.
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+log = logging.getLogger(__name__)
+# pydicom warns (with warnings and its log) about what it cannot make of a peer's garbled
+# data set; the check's outcome already says the peer's answer was invalid.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def _pin_mmap_threshold() -> None:
@@ -417,6 +423,7 @@ def _tls(config: DicomConfig) -> _Tls | None:
 
 class _RecordingAssociationSocket(AssociationSocket):
     raw: _RecordingSocket | None = None
+    thread_failed = False
 
     def __init__(
         self,
@@ -430,6 +437,27 @@ class _RecordingAssociationSocket(AssociationSocket):
         self.deadline = deadline
         self.read_limit = read_limit
         super().__init__(assoc, address=address)
+        # Made before either thread starts (associate() starts them once it has a socket).
+        for thread in (assoc, assoc.dul):
+            thread.run = self._quietly(thread.run)  # type: ignore[method-assign]
+
+    def _quietly(self, run: Callable[[], None]) -> Callable[[], None]:
+        """A pynetdicom thread's run() whose exception ends it without a traceback on stderr.
+
+        pynetdicom lets an exception from its state machine (a garbled command set from
+        the peer, say) escape its reactor thread, having stopped the reactor first; Python
+        then prints it. Here it is remembered (``thread_failed``: the peer's data broke
+        pynetdicom) and its traceback goes to this module's log at DEBUG.
+        """
+
+        def quiet() -> None:
+            try:
+                run()
+            except Exception:
+                self.thread_failed = True
+                log.debug("pynetdicom thread ended by an exception", exc_info=True)
+
+        return quiet
 
     def recv(self, nr_bytes: int) -> bytearray:
         # pynetdicom asks for a whole PDU's announced length at once: a length past the
@@ -849,7 +877,7 @@ def _classify(
         _transport_failure(config, sock, trace)
         or _peer_failure(sock.assoc, trace)
         or _negotiation_failure(config, service, sock.assoc, trace)
-        or _no_response(config, sock.assoc, trace)
+        or _no_response(config, sock, trace)
     )
 
 
@@ -940,7 +968,9 @@ def _malformed_answer(rsp: A_ASSOCIATE) -> CheckOutcome | None:
     )
 
 
-def _no_response(config: DicomConfig, assoc: Association, trace: _Trace) -> CheckOutcome:
+def _no_response(
+    config: DicomConfig, sock: _RecordingAssociationSocket, trace: _Trace
+) -> CheckOutcome:
     """Established, but no usable answer to the exchange."""
     operation = trace.operation
     if trace.connection_dropped:
@@ -948,7 +978,9 @@ def _no_response(config: DicomConfig, assoc: Association, trace: _Trace) -> Chec
             FailureReason.ABORTED,
             f"connection closed by peer after the {operation} request (A-P-ABORT)",
         )
-    if assoc.dimse.message is not None and trace.deadline.expired:
+    if sock.thread_failed:
+        return CheckOutcome.fail(FailureReason.PROTOCOL, f"invalid {operation} response from peer")
+    if sock.assoc.dimse.message is not None and trace.deadline.expired:
         # Fragments kept coming but the message never completed: slow, not garbled.
         return CheckOutcome.fail(
             FailureReason.TIMEOUT,
