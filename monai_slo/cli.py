@@ -12,6 +12,7 @@ from pathlib import Path
 
 from monai_slo import __version__
 from monai_slo.checks.base import CheckResult
+from monai_slo.commands.exit_codes import ExitCode
 from monai_slo.config.model import (
     CheckRef,
     Config,
@@ -22,8 +23,6 @@ from monai_slo.config.model import (
 from monai_slo.history.store import StoreError, storage_warnings
 from monai_slo.safe_text import CleanFormatter
 from monai_slo.yaml_source import SourceError, SourceIssue
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,10 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except SourceError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.USAGE
     except StoreError as exc:  # one line naming the file and what to do; it is left as found
         print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.USAGE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -159,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         return _with_listen(fresh, args.listen) if args.listen else fresh
 
     Daemon(config, reload_config=reload).run_until_stopped()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _with_listen(config: Config, listen: str) -> Config:
@@ -203,12 +202,12 @@ def _check(args: argparse.Namespace) -> int:
     refs = [ref for ref in config.checks() if args.service in (None, ref.service)]
     if not refs:
         print(f"no service named {args.service!r} in {config.source}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.USAGE
     results = run_checks_once(refs, config.workers)
     console().print(check_table(results))
     failed = sum(1 for _, result in results if not result.success)
     print(f"{len(results) - failed} passed, {failed} failed")
-    return EXIT_FAILED if failed else EXIT_OK
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -221,7 +220,7 @@ def _validate(args: argparse.Namespace) -> int:
         f"{config.source}: ok ({len(config.environments)} environments, {services} services, "
         f"{checks} checks)"
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -232,7 +231,7 @@ def _status(args: argparse.Namespace) -> int:
     config = _load(args)
     if not config.storage.exists():
         print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     store = HistoryStore(config.storage, retention=config.retention, read_only=True)
     try:
         reports = evaluate(config, store, time.time())
@@ -241,24 +240,24 @@ def _status(args: argparse.Namespace) -> int:
     out = console()
     out.print(status_table(reports))
     out.print(service_checks_table(reports))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _tiers(args: argparse.Namespace) -> int:
     from monai_slo.commands.tables import console, tiers_table
 
     console().print(tiers_table())
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from monai_slo.outputs.rules import rules_command
+    from monai_slo.commands.rules import rules_command
 
     return rules_command(_load(args), Path(args.output) if args.output else None)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from monai_slo.outputs.report import report_command
+    from monai_slo.commands.report import report_command
 
     return report_command(_load(args), args.period, Path(args.output) if args.output else None)
 
@@ -291,7 +290,7 @@ def _maintenance(args: argparse.Namespace) -> int:
                 f"--start: expected an ISO 8601 time such as 2026-12-01T22:00+01:00 ({exc})",
                 file=sys.stderr,
             )
-            return EXIT_CONFIG
+            return ExitCode.USAGE
         return maintenance_cli.start(
             config,
             environment=args.environment,

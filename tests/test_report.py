@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from monai_slo.checks.base import CheckResult, FailureReason
+from monai_slo.commands.report import report_command
 from monai_slo.config.model import Config, load_config
 from monai_slo.history.store import HistoryStore
 from monai_slo.outputs.report import (
@@ -22,7 +23,6 @@ from monai_slo.outputs.report import (
     build_report,
     day_class,
     parse_period,
-    report_command,
 )
 from monai_slo.outputs.report_html import COLOURS, render_report
 from tests.fixtures_browser import (

@@ -10,14 +10,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from monai_slo.config.model import load_config
+from monai_slo.commands.rules import rules_command
+from monai_slo.config.model import AlertingOptions, load_config
 from monai_slo.outputs.rules import (
     RULES_FILE,
-    AlertingOptions,
     generate_rules,
     prom_duration,
     render_rules,
-    rules_command,
     unreachable_warnings,
 )
 from monai_slo.slo.burn_windows import BurnWindows, load_burn_windows, max_burn_rate

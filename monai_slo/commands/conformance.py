@@ -22,12 +22,12 @@ from rich.table import Table
 from monai_slo.checks import host
 from monai_slo.checks.base import Deadline
 from monai_slo.checks.hostinfo import HostProbe
+from monai_slo.commands.exit_codes import ExitCode
 from monai_slo.commands.tables import console
 from monai_slo.config.model import Config
 from monai_slo.safe_text import cell
 from monai_slo.tiers import TierName
 
-EXIT_OK, EXIT_FAILED = 0, 1
 SPEC_FILE = "spec/monai-deploy-operating-environments.md"
 
 
@@ -111,6 +111,6 @@ def conformance_command(config: Config, probe: HostProbe | None = None) -> int:
     failed = [r for r in enforced if not r.ok]
     if failed:
         out.print(f"NOT conformant: {len(failed)} of {len(enforced)} requirements failed")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     out.print(f"conformant: all {len(enforced)} requirements met")
-    return EXIT_OK
+    return ExitCode.OK

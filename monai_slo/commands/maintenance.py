@@ -8,6 +8,7 @@ import time
 
 from rich.table import Table
 
+from monai_slo.commands.exit_codes import ExitCode
 from monai_slo.commands.tables import console
 from monai_slo.config.maintenance import utc
 from monai_slo.config.model import Config, Service
@@ -16,8 +17,6 @@ from monai_slo.history.evaluation import maintenance_windows
 from monai_slo.history.store import HistoryStore, MaintenanceRow
 from monai_slo.safe_text import cell
 from monai_slo.slo.availability import ALERT_WINDOWS
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _targets(config: Config, environment: str | None, service: str | None) -> list[Service] | str:
@@ -51,7 +50,7 @@ def start(
     targets = _targets(config, environment, service)
     if isinstance(targets, str):
         print(targets, file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     now = time.time()
     begin = now if start_at is None else start_at
     store = HistoryStore(config.storage, retention=config.retention)
@@ -67,7 +66,7 @@ def start(
         f"maintenance #{window_id} for {scope}: {utc(begin)} to {utc(begin + duration)} "
         f"({format_duration(duration)}){': ' + reason if reason else ''}"
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def stop(
@@ -77,7 +76,7 @@ def stop(
         targets = _targets(config, environment, service)
         if isinstance(targets, str):
             print(targets, file=sys.stderr)
-            return EXIT_USAGE
+            return ExitCode.USAGE
         environment = targets[0].environment
     store = HistoryStore(config.storage, retention=config.retention)
     try:
@@ -88,9 +87,9 @@ def stop(
         store.close()
     if not changed:
         print("no active or planned maintenance matched", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print(f"ended {changed} maintenance window{'s' if changed != 1 else ''}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def list_windows(config: Config, *, past: float) -> int:
@@ -129,4 +128,4 @@ def list_windows(config: Config, *, past: float) -> int:
                 cell(window.reason),
             )
     console().print(table)
-    return EXIT_OK
+    return ExitCode.OK

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import calendar
 import re
-import sys
-import time
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +34,6 @@ DEGRADED_BUDGETS = 10
 # Best-effort services have no objective; a day with some downtime but at least this is "degraded".
 BEST_EFFORT_DEGRADED = 0.95
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
@@ -379,29 +376,3 @@ def _overlap(a: float, b: float, intervals: Sequence[Interval]) -> float:
 
 def default_output(period: Period) -> Path:
     return Path(f"monai-slo-report-{period.label}.html")
-
-
-def report_command(
-    config: Config, period: str, output: Path | None, *, now: float | None = None
-) -> int:
-    """``monai-slo report --period 2026-11 [-o FILE]``: write the HTML report; 0 written,
-    1 no history, 2 a bad period."""
-    from monai_slo.outputs.report_html import render_report
-
-    try:
-        parsed = parse_period(period)
-    except ValueError as exc:
-        print(f"--period: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if not config.storage.exists():
-        print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
-        return EXIT_FAILED
-    store = HistoryStore(config.storage, retention=config.retention, read_only=True)
-    try:
-        report = build_report(config, store, parsed, time.time() if now is None else now)
-    finally:
-        store.close()
-    target = output or default_output(parsed)
-    target.write_text(render_report(report), encoding="utf-8")
-    print(f"wrote {target}")
-    return EXIT_OK

@@ -15,7 +15,6 @@ range query. Every metric and recorded series name comes from
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -383,20 +382,3 @@ def render_rules(config: Config, options: AlertingOptions | None = None) -> str:
     )
     body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
     return header + body
-
-
-def rules_command(
-    config: Config, output: Path | None, options: AlertingOptions | None = None
-) -> int:
-    """Write the rule file for ``config`` into ``output`` (stdout when None); exit code."""
-    text = render_rules(config, options)
-    for warning in unreachable_warnings(config):
-        print(f"warning: {warning}", file=sys.stderr)
-    if output is None:
-        sys.stdout.write(text)
-        return 0
-    output.mkdir(parents=True, exist_ok=True)
-    path = output / RULES_FILE
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path}")
-    return 0
