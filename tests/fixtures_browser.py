@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_env import missing_peer
+
 __all__ = [
     "Chromium",
     "chromium",
@@ -93,7 +95,7 @@ class Chromium:
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Chromium:
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
-        pytest.skip("chromium is not installed (scripts/install-test-deps.sh installs it)")
+        missing_peer("chromium is not installed (scripts/install-test-deps.sh installs it)")
     return Chromium(executable, tmp_path_factory.mktemp("chromium"))
 
 

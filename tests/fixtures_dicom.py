@@ -43,6 +43,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from tests.fixtures_env import missing_peer
+
 __all__ = [
     "HOSTILE_MODES",
     "DcmqrscpPeer",
@@ -89,10 +91,10 @@ def open_fd_count() -> int:
 
 
 def require_binary(name: str, *fallbacks: str) -> str:
-    """Path of an executable, or skip the test when it is not installed."""
+    """Path of an executable, or `missing_peer` (skip; fail under CI=true) when absent."""
     found = shutil.which(name) or next((p for p in fallbacks if os.access(p, os.X_OK)), None)
     if found is None:
-        pytest.skip(f"{name} is not installed")
+        missing_peer(f"{name} is not installed (scripts/install-test-deps.sh installs it)")
     return found
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from monai_slo.checks import dicomweb
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
 from tests.fixtures_dicom import ORTHANC_PLUGINS, OrthancPeer
+from tests.fixtures_env import missing_peer
 from tests.fixtures_http import HttpPeer, _free_port
 
 TOKEN_VAR = "MONAI_SLO_TEST_DICOMWEB_TOKEN"
@@ -33,7 +34,7 @@ def search(config: dicomweb.Config) -> CheckOutcome:
 def orthanc_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancPeer]:
     """An empty Orthanc with its DICOMweb plugin loaded (root /dicom-web/)."""
     if not Path(ORTHANC_PLUGINS, "libOrthancDicomWeb.so").exists():
-        pytest.skip("orthanc-dicomweb is not installed")
+        missing_peer("orthanc-dicomweb is not installed (scripts/install-test-deps.sh installs it)")
     with OrthancPeer(tmp_path_factory.mktemp("orthanc-web"), plugins=True) as peer:
         yield peer
 

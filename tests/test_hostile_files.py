@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monai_slo.checks.base import CheckResult
 from monai_slo.history.store import HistoryStore
 from tests.fixtures_dicom import free_port
+from tests.fixtures_env import missing_peer
 from tests.fixtures_http import HttpPeer
 
 MONAI_SLO = str(Path(sys.executable).parent / "monai-slo")
@@ -335,7 +336,7 @@ def immutable_file(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "history.sqlite"
     _history(path)
     if shutil.which("chattr") is None:
-        pytest.skip("chattr is not installed")
+        missing_peer("chattr is not installed (Debian e2fsprogs)")
     made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True, check=False)
     if made.returncode != 0:
         pytest.skip(f"chattr +i does not work here: {made.stderr.strip()}")
