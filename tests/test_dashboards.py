@@ -132,6 +132,31 @@ def test_main_writes_the_dashboards(tmp_path: Path) -> None:
     }
 
 
+def test_python_m_writes_the_checked_in_dashboards(tmp_path: Path) -> None:
+    """`python -m monai_slo.outputs.dashboards DIR`, the command README and the provisioning
+    file document, writes exactly the files checked in under grafana/dashboards/."""
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "-m", "monai_slo.outputs.dashboards", str(out)],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        p.name: p.read_bytes() for p in DASHBOARD_DIR.glob("*.json")
+    }
+
+
+def test_each_board_is_a_module_of_its_own() -> None:
+    """The package holds the panel kit and one module per board; each board module builds
+    its board from the kit (a new board is a new module, not more lines in one file)."""
+    package = Path(dashboards.__file__).parent
+    modules = {p.stem for p in package.glob("*.py")} - {"__init__", "__main__"}
+    assert modules == {"kit", "overview", "service", "gpu"}
+    boards = {make.__module__.rsplit(".", 1)[-1] for make in dashboards.BOARDS.values()}
+    assert boards == modules - {"kit"}
+
+
 @pytest.mark.parametrize("name", sorted(dashboards.BOARDS))
 def test_dashboard_structure(name: str) -> None:
     """Each dashboard: schemaVersion, uid, title and tag set; unique panel ids; panels on
