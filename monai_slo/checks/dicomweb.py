@@ -10,55 +10,41 @@ shape; what it lists is never kept or logged.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal, Self
+from typing import Literal
 
-from pydantic import Field, FilePath, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.http import Response, check_headers, check_url, request, resolve_headers
+from monai_slo.checks.http import (
+    ClientSettings,
+    Headers,
+    Response,
+    Url,
+    request,
+    resolve_headers,
+)
 from monai_slo.checks.net import ProbeFailure
-from monai_slo.checks.secrets import SecretRef
 
 MEDIA_TYPE = "application/dicom+json"
 
 
-class Config(CheckConfig):
+class Config(ClientSettings, CheckConfig):
     """Search ``base_url`` (the DICOMweb root, e.g. ``https://pacs/dicom-web``) for a study."""
 
     kind: Literal["dicomweb"]
-    base_url: str = Field(description="DICOMweb root; /studies?limit=1 is appended.")
-    headers: dict[str, SecretRef] = Field(
+    base_url: Url = Field(description="DICOMweb root; /studies?limit=1 is appended.")
+    headers: Headers = Field(
         default_factory=dict,
         description="Request headers (e.g. Authorization); a value may be {env: VAR} "
         "or {file: PATH}.",
     )
-    ca_file: FilePath | None = None
-    tls_verify: bool = True
-    client_cert: FilePath | None = None
-    client_key: FilePath | None = None
-    min_days_valid: Annotated[float, Field(ge=0)] | None = Field(
-        default=None, description="With https, fail when a served certificate expires sooner."
-    )
-    max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        check_url(value)
+    def _no_query(cls, value: str) -> str:
         if "?" in value or "#" in value:
             raise ValueError("base_url must not have a query or fragment; /studies is appended")
         return value
-
-    @field_validator("headers")
-    @classmethod
-    def _header_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
-        return check_headers(value)
-
-    @model_validator(mode="after")
-    def _client_pair(self) -> Self:
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
-        return self
 
     @property
     def search_url(self) -> str:

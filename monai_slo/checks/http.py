@@ -15,21 +15,20 @@ import socket
 import ssl
 import time
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Protocol, Self, cast
+from typing import TYPE_CHECKING, Annotated, Literal, Self, cast
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import Field, FilePath, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
 from monai_slo.checks.net import (
     CERT_EXPIRY,
     ProbeFailure,
+    TlsClientOptions,
     cert_expiry,
     connect,
     format_host,
     require_validity,
-    shared_tls_context,
     tls_handshake,
 )
 from monai_slo.checks.patterns import Pattern, Regex, compiled
@@ -84,28 +83,24 @@ def check_headers(value: dict[str, SecretRef]) -> dict[str, SecretRef]:
     return value
 
 
-class ClientSettings(Protocol):
+Url = Annotated[str, AfterValidator(check_url)]
+"""An http(s) URL without credentials, checked at load."""
+
+Headers = Annotated[dict[str, SecretRef], AfterValidator(check_headers)]
+"""Request headers by name; a value may be {env: VAR} or {file: PATH}."""
+
+
+class ClientSettings(TlsClientOptions):
     """The connection keys a kind built on :func:`request` carries (http, dicomweb)."""
 
-    @property
-    def ca_file(self) -> Path | None: ...
-    @property
-    def tls_verify(self) -> bool: ...
-    @property
-    def client_cert(self) -> Path | None: ...
-    @property
-    def client_key(self) -> Path | None: ...
-    @property
-    def min_days_valid(self) -> float | None: ...
-    @property
-    def max_body_bytes(self) -> int: ...
+    max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
 
 
-class Config(CheckConfig):
+class Config(ClientSettings, CheckConfig):
     """Request ``url`` and expect one of ``expect_status`` and, optionally, a body match."""
 
     kind: Literal["http"]
-    url: str
+    url: Url
     method: Method = "GET"
     expect_status: Annotated[list[StatusCode], Field(min_length=1)] = Field(
         default_factory=lambda: [200]
@@ -113,42 +108,22 @@ class Config(CheckConfig):
     body_regex: Regex | None = Field(
         default=None, description="Regular expression (RE2 syntax) searched for in the body."
     )
-    headers: dict[str, SecretRef] = Field(
+    headers: Headers = Field(
         default_factory=dict,
         description="Request headers; a value may be {env: VAR} or {file: PATH}.",
     )
     body: str | None = Field(default=None, description="Request body (POST and PUT only).")
-    ca_file: FilePath | None = None
-    tls_verify: bool = True
-    client_cert: FilePath | None = None
-    client_key: FilePath | None = None
     follow_redirects: bool = False
-    max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
-    min_days_valid: Annotated[float, Field(ge=0)] | None = Field(
-        default=None, description="With https, fail when a served certificate expires sooner."
-    )
 
     @field_validator("method", mode="before")
     @classmethod
     def _upper_method(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return check_url(value)
-
-    @field_validator("headers")
-    @classmethod
-    def _header_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
-        return check_headers(value)
-
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.body is not None and self.method not in ("POST", "PUT"):
             raise ValueError(f"body is only sent with POST or PUT, not {self.method}")
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
         return self
 
     @property
@@ -329,16 +304,7 @@ def _exchange(
     result = Response()
 
     phase.now = f"connecting to {format_host(host, port)}"
-    context = (
-        shared_tls_context(
-            ca_file=config.ca_file,
-            verify=config.tls_verify,
-            client_cert=config.client_cert,
-            client_key=config.client_key,
-        )
-        if https
-        else None
-    )
+    context = config.shared_tls_context() if https else None
     sock = connect(host, port, deadline)
     if context is not None:
         phase.now = "in the TLS handshake"

@@ -19,7 +19,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, model_validator
 
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
 
@@ -43,6 +45,81 @@ class ProbeFailure(Exception):
 
     def outcome(self, values: dict[str, float] | None = None) -> CheckOutcome:
         return CheckOutcome.fail(self.reason, self.detail, values)
+
+
+# --- Config field types -----------------------------------------------------------------------
+
+
+def _plain_host(value: str) -> str:
+    # Accept " pacs " and "[::1]" as administrators copy them from other files and URLs.
+    host = value.strip()
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if any(ch.isspace() for ch in host) or "/" in host or not host:
+        raise ValueError(f"expected a host name or IP address, got {value!r}")
+    return host
+
+
+Host = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_plain_host)]
+"""A host name or IP address to connect to (surrounding spaces and the brackets around
+an IPv6 literal dropped)."""
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class TlsClientOptions(BaseModel):
+    """How a kind speaks TLS as a client: whom to trust, what to present, how long the
+    served certificate must stay valid. Embedded (as a base class, so the keys stay at
+    the check's top level) by every kind that speaks TLS."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_file: FilePath | None = Field(
+        default=None, description="PEM bundle to trust instead of the system CAs."
+    )
+    tls_verify: bool = True
+    client_cert: FilePath | None = Field(
+        default=None, description="PEM certificate (chain) to present, for peers that ask."
+    )
+    client_key: FilePath | None = Field(
+        default=None, description="Its private key, if not in client_cert."
+    )
+    min_days_valid: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Fail when a served certificate expires sooner."
+    )
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> Self:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        return self
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A fresh context from these options (see :func:`tls_context`)."""
+        return tls_context(
+            ca_file=self.ca_file,
+            verify=self.tls_verify,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+        )
+
+    def shared_tls_context(self) -> ssl.SSLContext:
+        """The shared context for these options (see :func:`shared_tls_context`)."""
+        return shared_tls_context(
+            ca_file=self.ca_file,
+            verify=self.tls_verify,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+        )
+
+
+class DirectTlsOptions(TlsClientOptions):
+    """TLS on a connection that has no URL to say so: the ``tls`` switch and the name to
+    send (SNI) and verify (tcp, the DICOM kinds)."""
+
+    tls: bool = False
+    server_name: Host | None = Field(
+        default=None, description="Name to send (SNI) and verify; default: host."
+    )
 
 
 # --- Name lookup ------------------------------------------------------------------------------

@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 import socket
 import time
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from monai_slo import __version__
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.net import ProbeFailure, connect, format_host
+from monai_slo.checks.net import Host, Port, ProbeFailure, connect, format_host
 from monai_slo.checks.patterns import Regex, compiled
 
 # softwareversion is printable US-ASCII without spaces or minus signs (RFC 4253 4.2).
@@ -40,22 +40,13 @@ class Config(CheckConfig):
     """Connect to ``host:port`` and read the SSH server's identification line."""
 
     kind: Literal["ssh"]
-    host: Annotated[str, Field(min_length=1, max_length=253)]
-    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    host: Host
+    port: Port = 22
     expect_banner_regex: Regex | None = Field(
         default=None,
         description="Regular expression searched in the identification line, "
         "e.g. '^SSH-2\\.0-OpenSSH_9'.",
     )
-
-    @field_validator("host")
-    @classmethod
-    def _plain_host(cls, value: str) -> str:
-        # Accept "[::1]" as administrators copy it from URLs.
-        host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
-        if any(ch.isspace() for ch in host) or "/" in host or not host:
-            raise ValueError(f"expected a host name or IP address, got {value!r}")
-        return host
 
 
 def _printable(data: bytes) -> str:
