@@ -167,6 +167,16 @@ class Deadline:
         return time.monotonic() >= self._at
 
 
+class LatencyObjective(BaseModel):
+    """``latency: {threshold: 500ms, objective: 99}``: at least ``objective`` percent of the
+    check's runs should succeed within ``threshold`` (a failed run is never fast)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: Duration = Field(gt=0)
+    objective: float = Field(gt=0, lt=100, description="percent of runs")
+
+
 class CheckConfig(BaseModel):
     """Keys every check has. Kinds subclass it and add their own with ``kind: Literal[...]``.
 
@@ -185,6 +195,16 @@ class CheckConfig(BaseModel):
         description="How long a result stands before the time counts as no data "
         "(default: 2 x interval + timeout).",
     )
+    latency: LatencyObjective | None = None
+
+    @model_validator(mode="after")
+    def _latency_threshold_within_timeout(self) -> Self:
+        if self.latency is not None and self.latency.threshold > self.timeout:
+            raise ValueError(
+                f"latency threshold ({self.latency.threshold:g}s) must not exceed the timeout "
+                f"({self.timeout:g}s): a run that slow has already failed"
+            )
+        return self
 
     @model_validator(mode="after")
     def _timeout_below_interval(self) -> Self:
