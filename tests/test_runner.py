@@ -50,10 +50,12 @@ def listener() -> Iterator[int]:
         server.close()
 
 
-def _refs(tmp_path: Path, port: int, names: list[str], interval: str = "10s") -> list[CheckRef]:
+def _refs(
+    tmp_path: Path, port: int, names: list[str], interval: str = "10s", timeout: str = "0.2s"
+) -> list[CheckRef]:
     checks = "".join(
         f"          - {{name: {n}, kind: tcp, host: 127.0.0.1, port: {port}, "
-        f"timeout: 0.2s, interval: {interval}}}\n"
+        f"timeout: {timeout}, interval: {interval}}}\n"
         for n in names
     )
     path = tmp_path / "c.yaml"
@@ -155,4 +157,78 @@ def test_a_run_that_waits_past_its_interval_is_counted_as_skipped(
         assert result.success
     finally:
         release.set()
+        runner.shutdown(wait=True)
+
+
+class _SlowTcp:
+    """The real ``tcp`` kind, held at a gate before it connects (a slow peer), counting how
+    many runs of it are inside at once."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.inside = 0
+        self.most_inside = 0
+        self.entered = 0
+        self._changed = threading.Condition()
+        self._real = KINDS["tcp"]
+
+    def run(self, config: tcp.Config, deadline: Deadline) -> CheckOutcome:
+        with self._changed:
+            self.entered += 1
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+            self._changed.notify_all()
+        try:
+            self.gate.wait(deadline.remaining())
+            return self._real.run(config, deadline)
+        finally:
+            with self._changed:
+                self.inside -= 1
+                self._changed.notify_all()
+
+    def wait_entered(self, count: int, timeout: float = 5.0) -> int:
+        with self._changed:
+            self._changed.wait_for(lambda: self.entered >= count, timeout)
+            return self.entered
+
+
+@pytest.fixture
+def slow_tcp() -> Iterator[_SlowTcp]:
+    slow = _SlowTcp()
+    KINDS["tcp"] = CheckKind("tcp", slow._real.config_type, slow.run)
+    try:
+        yield slow
+    finally:
+        slow.gate.set()
+        KINDS["tcp"] = slow._real
+
+
+def test_a_turn_that_comes_while_the_last_run_is_still_going_is_skipped(
+    tmp_path: Path, slow_tcp: _SlowTcp, listener: int
+) -> None:
+    """A check still running (slow, but inside its deadline) when its next turns come is not
+    started a second time: each of those turns is refused and counted as skipped, two runs of
+    one check are never inside the kind at once, and the turn after it finished runs."""
+    (ref,) = _refs(tmp_path, listener, ["slow"], interval="10s", timeout="5s")
+    results = _Results()
+    runner = CheckRunner(4, results)  # workers to spare: only the guard keeps runs apart
+    try:
+        assert runner.submit(ref)
+        assert slow_tcp.wait_entered(1) == 1
+        accepted = 1 + sum(runner.submit(ref) for _ in range(3))
+        # Any turn the runner accepted gets a worker and enters the kind before the gate opens.
+        slow_tcp.wait_entered(accepted)
+        overlapping = slow_tcp.most_inside
+        slow_tcp.gate.set()
+        done = results.wait_for("slow", accepted)
+        assert accepted == 1, f"{accepted - 1} turns started while the run was in flight"
+        assert runner.skipped.get(ref.key) == 3
+        assert overlapping == 1, f"{overlapping} runs of one check were inside it at once"
+        assert [r.success for r in done] == [True], [r.detail for r in done]
+        assert runner.submit(ref)  # the run is over: the next turn goes ahead
+        assert [r.success for r in results.wait_for("slow", 2)] == [True, True]
+        assert slow_tcp.most_inside == 1
+        assert runner.skipped[ref.key] == 3
+    finally:
+        slow_tcp.gate.set()
         runner.shutdown(wait=True)
