@@ -5,22 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai_slo import __version__
-from monai_slo.checks.base import CheckResult
 from monai_slo.commands.exit_codes import ExitCode
 from monai_slo.config.model import (
-    CheckRef,
     Config,
-    coarse_interval_warnings,
     config_path,
     load_config,
 )
-from monai_slo.history.store import StoreError, storage_warnings
+from monai_slo.history.store import StoreError
 from monai_slo.safe_text import CleanFormatter
 from monai_slo.yaml_source import SourceError, SourceIssue
 
@@ -144,103 +140,31 @@ def _load_path(path: Path) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from monai_slo.daemon.daemon import Daemon
+    from monai_slo.commands.run import run_command, with_listen
 
     path = config_path(args.config)
-    config = _load_path(path)
-    if args.listen:
-        config = _with_listen(config, args.listen)
-    for warning in coarse_interval_warnings(config):
-        logging.getLogger("monai_slo").warning("%s", warning)
-
-    def reload() -> Config:
-        fresh = load_config(path)
-        return _with_listen(fresh, args.listen) if args.listen else fresh
-
-    Daemon(config, reload_config=reload).run_until_stopped()
-    return ExitCode.OK
-
-
-def _with_listen(config: Config, listen: str) -> Config:
-    from dataclasses import replace
-
-    from monai_slo.config.model import parse_listen
-
-    parse_listen(listen)
-    return replace(config, listen=listen)
-
-
-def run_checks_once(refs: Sequence[CheckRef], workers: int) -> list[tuple[CheckRef, CheckResult]]:
-    """Every check once, concurrently, each under its overall deadline; results in config order."""
-    from monai_slo.daemon.runner import CheckRunner
-
-    results: dict[tuple[str, str, str], CheckResult] = {}
-    all_done = threading.Event()
-    lock = threading.Lock()
-
-    def sink(ref: CheckRef, result: CheckResult) -> None:
-        with lock:
-            results[ref.key] = result
-            if len(results) == len(refs):
-                all_done.set()
-
-    runner = CheckRunner(max(1, min(workers, len(refs))), sink)
-    try:
-        for ref in refs:
-            runner.submit(ref)
-        if refs:
-            all_done.wait()
-    finally:
-        runner.shutdown()
-    return [(ref, results[ref.key]) for ref in refs]
+    return run_command(
+        with_listen(_load_path(path), args.listen),
+        lambda: with_listen(load_config(path), args.listen),
+    )
 
 
 def _check(args: argparse.Namespace) -> int:
-    from monai_slo.commands.tables import check_table, console
+    from monai_slo.commands.check import check_command
 
-    config = _load(args)
-    refs = [ref for ref in config.checks() if args.service in (None, ref.service)]
-    if not refs:
-        print(f"no service named {args.service!r} in {config.source}", file=sys.stderr)
-        return ExitCode.USAGE
-    results = run_checks_once(refs, config.workers)
-    console().print(check_table(results))
-    failed = sum(1 for _, result in results if not result.success)
-    print(f"{len(results) - failed} passed, {failed} failed")
-    return ExitCode.FAILED if failed else ExitCode.OK
+    return check_command(_load(args), args.service)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    config = _load(args)
-    for warning in [*coarse_interval_warnings(config), *storage_warnings(config.storage)]:
-        print(f"warning: {warning}", file=sys.stderr)
-    services = sum(1 for _ in config.services())
-    checks = sum(1 for _ in config.checks())
-    print(
-        f"{config.source}: ok ({len(config.environments)} environments, {services} services, "
-        f"{checks} checks)"
-    )
-    return ExitCode.OK
+    from monai_slo.commands.validate import validate_command
+
+    return validate_command(_load(args))
 
 
 def _status(args: argparse.Namespace) -> int:
-    from monai_slo.commands.tables import console, service_checks_table, status_table
-    from monai_slo.history.evaluation import evaluate
-    from monai_slo.history.store import HistoryStore
+    from monai_slo.commands.status import status_command
 
-    config = _load(args)
-    if not config.storage.exists():
-        print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
-        return ExitCode.FAILED
-    store = HistoryStore(config.storage, retention=config.retention, read_only=True)
-    try:
-        reports = evaluate(config, store, time.time())
-    finally:
-        store.close()
-    out = console()
-    out.print(status_table(reports))
-    out.print(service_checks_table(reports))
-    return ExitCode.OK
+    return status_command(_load(args))
 
 
 def _tiers(args: argparse.Namespace) -> int:

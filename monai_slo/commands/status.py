@@ -1,0 +1,29 @@
+"""``monai-slo status``: per service objective, availability per window, error budget, burn
+rate and current state, read from the history file (never written)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from monai_slo.commands.exit_codes import ExitCode
+from monai_slo.config.model import Config
+
+
+def status_command(config: Config) -> int:
+    from monai_slo.commands.tables import console, service_checks_table, status_table
+    from monai_slo.history.evaluation import evaluate
+    from monai_slo.history.store import HistoryStore
+
+    if not config.storage.exists():
+        print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
+        return ExitCode.FAILED
+    store = HistoryStore(config.storage, retention=config.retention, read_only=True)
+    try:
+        reports = evaluate(config, store, time.time())
+    finally:
+        store.close()
+    out = console()
+    out.print(status_table(reports))
+    out.print(service_checks_table(reports))
+    return ExitCode.OK
