@@ -100,7 +100,14 @@ class Daemon:
     def _record(self, ref: CheckRef, result: CheckResult) -> None:
         if ref.key not in self._live_keys:
             return  # a result from a check a reload removed
-        self.store.record(ref.key, ref.config.kind, result, ref.config.staleness)
+        latency = ref.config.latency
+        self.store.record(
+            ref.key,
+            ref.config.kind,
+            result,
+            ref.config.staleness,
+            None if latency is None else latency.threshold,
+        )
         self.counters.record(ref, result)
         level = logging.INFO if result.success else logging.WARNING
         log.log(

@@ -50,7 +50,9 @@ from monai_slo.slo.availability import Segment
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 added the runs table's latency counters (timed, fast); :meth:`HistoryStore._connect`
+# adds them to a version 1 file in place.
 CheckKey = tuple[str, str, str]
 
 # How long the daemon's writes wait for another process's lock before trying again at the
@@ -87,9 +89,11 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (check_id, start)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS segments_end ON segments (end);
+-- timed: runs judged against a latency threshold; fast: those that succeeded within it.
 CREATE TABLE IF NOT EXISTS runs (
     check_id INTEGER NOT NULL REFERENCES checks(id), hour INTEGER NOT NULL,
     runs INTEGER NOT NULL, failures INTEGER NOT NULL,
+    timed INTEGER NOT NULL DEFAULT 0, fast INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (check_id, hour)
 ) WITHOUT ROWID;
 -- Maintenance started from the CLI; service NULL covers every service of the environment.
@@ -104,6 +108,18 @@ CREATE TABLE IF NOT EXISTS last_results (
     reason TEXT, detail TEXT NOT NULL
 );
 """
+
+# The latency SLI counts runs, not time, so it needs per-run counts rather than segments. They
+# live beside the run counters in the hourly runs table: one row per check per hour either way
+# (no extra records to buffer or write), durable across restarts, readable by `status` in
+# another process, pruned with the rest. Per-window counters in memory would be exact for the
+# short windows but lost at every restart and invisible to the CLI; the price of hours is that
+# a window shorter than an hour is estimated from the hours it overlaps, pro rata
+# (monai_slo.slo.latency).
+_ADD_LATENCY_COUNTS = (
+    "ALTER TABLE runs ADD COLUMN timed INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN fast INTEGER NOT NULL DEFAULT 0",
+)
 
 _RECOVER = "keep a copy, then recover it (sqlite3 FILE .recover) or move it aside"
 
@@ -345,6 +361,15 @@ class HistoryStore:
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+            elif not _has_latency_counts(db):  # a version 1 file: migrated in place
+                db.execute("BEGIN")
+                for statement in _ADD_LATENCY_COUNTS:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                db.execute("COMMIT")
         except sqlite3.Error as exc:
             db.close()
             if _is_corrupt(exc):
@@ -513,8 +538,17 @@ class HistoryStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def record(self, key: CheckKey, kind: str, result: CheckResult, staleness: float) -> None:
-        """Fold one result into the check's segments; written at the next flush."""
+    def record(
+        self,
+        key: CheckKey,
+        kind: str,
+        result: CheckResult,
+        staleness: float,
+        latency_threshold: float | None = None,
+    ) -> None:
+        """Fold one result into the check's segments and hourly counters; written at the next
+        flush. With ``latency_threshold`` the run is also counted as timed, and as fast when it
+        succeeded within the threshold."""
         check_id = self.check_id(key, kind)
         at = result.timestamp
         with self._lock:
@@ -531,9 +565,12 @@ class HistoryStore:
                 if current is not None and opened.start == current.start:
                     opened = replace(opened, start=at + 1e-6, last=at + 1e-6)
                 self._keep(check_id, opened, True)
-            counter = self._pending_runs.setdefault((check_id, int(at // 3600)), [0, 0])
+            counter = self._pending_runs.setdefault((check_id, int(at // 3600)), [0, 0, 0, 0])
             counter[0] += 1
             counter[1] += 0 if result.success else 1
+            if latency_threshold is not None:
+                counter[2] += 1
+                counter[3] += int(result.success and result.duration <= latency_threshold)
             self._last[check_id] = LastResult(
                 result.timestamp, result.success, result.duration, result.reason, result.detail
             )
@@ -610,9 +647,11 @@ class HistoryStore:
                 [(cid, s.start, s.last, s.end, int(s.up)) for (cid, _), s in segments.items()],
             )
             self._db.executemany(
-                "INSERT INTO runs VALUES (?, ?, ?, ?) ON CONFLICT (check_id, hour) DO UPDATE "
-                "SET runs = runs + excluded.runs, failures = failures + excluded.failures",
-                [(cid, hour, n[0], n[1]) for (cid, hour), n in runs.items()],
+                "INSERT INTO runs (check_id, hour, runs, failures, timed, fast) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (check_id, hour) DO UPDATE "
+                "SET runs = runs + excluded.runs, failures = failures + excluded.failures, "
+                "timed = timed + excluded.timed, fast = fast + excluded.fast",
+                [(cid, hour, *n) for (cid, hour), n in runs.items()],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO last_results VALUES (?, ?, ?, ?, ?, ?)",
@@ -626,9 +665,9 @@ class HistoryStore:
             self._rollback()
             with self._lock:
                 for run_key, n in runs.items():
-                    counter = self._pending_runs.setdefault(run_key, [0, 0])
-                    counter[0] += n[0]
-                    counter[1] += n[1]
+                    counter = self._pending_runs.setdefault(run_key, [0, 0, 0, 0])
+                    for i, count in enumerate(n):
+                        counter[i] += count
             self._failed("write", exc)
             return False
         with self._lock:
@@ -831,11 +870,41 @@ class HistoryStore:
                         raise
                     self._failed("read", exc)
             with self._lock:
-                for (cid, h), (r, f) in self._pending_runs.items():
+                for (cid, h), (r, f, *_) in self._pending_runs.items():
                     if cid == check_id and h >= hour:
                         runs += r
                         failures += f
         return runs, failures
+
+    def latency_counts(self, check_id: int, since: float) -> dict[int, tuple[int, int]]:
+        """Hour (epoch seconds // 3600) -> (timed, fast) for the hours from the one holding
+        ``since``; hours without a timed run are left out."""
+        hour = int(since // 3600)
+        counts: dict[int, list[int]] = {}
+        with self._write_lock, self._read_lock:
+            if check_id > 0:
+                try:
+                    rows = self._reader.execute(
+                        "SELECT hour, timed, fast FROM runs "
+                        "WHERE check_id = ? AND hour >= ? AND timed > 0",
+                        (check_id, hour),
+                    ).fetchall()
+                    counts = {int(h): [int(t), int(f)] for h, t, f in rows}
+                except sqlite3.Error as exc:
+                    if self.read_only:
+                        if "no such column" in str(exc):
+                            counts = {}  # a version 1 file nothing has written yet
+                        else:
+                            raise
+                    else:
+                        self._failed("read", exc)
+            with self._lock:
+                for (cid, h), (_, _, timed, fast) in self._pending_runs.items():
+                    if cid == check_id and h >= hour and timed:
+                        total = counts.setdefault(h, [0, 0])
+                        total[0] += timed
+                        total[1] += fast
+        return {h: (t, f) for h, (t, f) in sorted(counts.items())}
 
     # -- maintenance started from the CLI ---------------------------------------------------
 
@@ -930,6 +999,10 @@ class HistoryStore:
         if self._reader is not self._db:
             self._reader.close()
         self._db.close()
+
+
+def _has_latency_counts(db: sqlite3.Connection) -> bool:
+    return "fast" in {row[1] for row in db.execute("PRAGMA table_info(runs)")}
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
