@@ -579,6 +579,7 @@ HOSTILE_MODES = (
     "truncated_ac",
     "no_items_ac",
     "garbled_command",
+    "silent_after_ac",
 )
 """What a :class:`HostileDicomPeers` port does once it has read the A-ASSOCIATE-RQ.
 
@@ -590,7 +591,8 @@ HOSTILE_MODES = (
 * ``truncated_ac``: an A-ASSOCIATE-AC with its fixed fields only (no variable items);
 * ``no_items_ac``: one with the application context but no presentation context or user
   information items;
-* ``garbled_command``: a valid A-ASSOCIATE-AC, then a complete command set of garbage.
+* ``garbled_command``: a valid A-ASSOCIATE-AC, then a complete command set of garbage;
+* ``silent_after_ac``: a valid A-ASSOCIATE-AC, then silence (no answer, no release reply).
 """
 
 _HOSTILE_CONNECTIONS = 64  # per port; more are closed at once, so a test cannot pile them up
@@ -671,9 +673,10 @@ def _hostile_session(conn: socket.socket, mode: str, stop: threading.Event) -> N
         conn.sendall(b"\x02\x00" + length.to_bytes(4, "big"))
         while not stop.wait(0.1):
             conn.sendall(b"\x00")
-    elif mode == "garbled_command":
+    elif mode in ("garbled_command", "silent_after_ac"):
         conn.sendall(associate_ac(rq))
-        conn.sendall(command_fragment(20, last=True, fill=b"\xff"))
+        if mode == "garbled_command":
+            conn.sendall(command_fragment(20, last=True, fill=b"\xff"))
         while not stop.is_set() and conn.recv(65536):  # until the client hangs up
             pass
     elif mode in ("flood", "slow_flood"):

@@ -84,6 +84,11 @@ def _limit(kind: str) -> int:
 
 def expected(mode: str, kind: str) -> tuple[FailureReason | None, str]:
     """The reason (None: success) and a part of the detail a run against ``mode`` gives."""
+    if mode == "silent_after_ac":
+        if kind == "dicom_store_context":
+            return None, "(release not confirmed)"
+        operation = "C-FIND" if kind == "dicom_find" else "C-ECHO"
+        return FailureReason.TIMEOUT, f"no {operation} response within"
     if mode == "garbled_command":
         if kind == "dicom_store_context":
             # It sends no request: the garbage arrives while it releases an accepted context.

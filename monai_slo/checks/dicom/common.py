@@ -18,9 +18,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import ipaddress
 import logging
-import queue
 import socket
 import ssl
 import threading
@@ -31,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Self, cast
 
-from pydantic import AfterValidator, Field, FilePath, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
@@ -43,11 +41,19 @@ from pynetdicom.transport import AddressInformation, AssociationSocket
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
 from monai_slo.checks.net import (
     CERT_EXPIRY,
+    DirectTlsOptions,
+    Host,
+    Port,
     ProbeFailure,
     cert_expiry,
+    connect_reason,
     handshake_failure,
+    os_words,
+    preferred_address,
+    quick_ack,
     require_validity,
-    tls_context,
+    resolve,
+    tls_setup_failure,
 )
 from monai_slo.durations import Duration
 
@@ -108,24 +114,16 @@ def _check_ae_title(value: str) -> str:
     return title
 
 
-def _check_host(value: str) -> str:
-    host = value.strip()
-    if not host or any(c.isspace() for c in host):
-        raise ValueError("host must be a non-empty name or address without spaces")
-    return host
-
-
 AETitle = Annotated[str, AfterValidator(_check_ae_title)]
-Host = Annotated[str, AfterValidator(_check_host)]
 
 _PHASE_TIMEOUTS = ("connect_timeout", "acse_timeout", "dimse_timeout")
 
 
-class DicomConfig(CheckConfig):
+class DicomConfig(DirectTlsOptions, CheckConfig):
     """Keys every DICOM kind has: where, who, how long each phase may take, and TLS."""
 
     host: Host
-    port: int = Field(ge=1, le=65535)
+    port: Port
     called_aet: AETitle = "ANY-SCP"
     calling_aet: AETitle = "MONAI_SLO"
     connect_timeout: Duration | None = Field(
@@ -140,22 +138,6 @@ class DicomConfig(CheckConfig):
         default=None, description="Limit on each DIMSE response (default: timeout)."
     )
     tls: bool = Field(default=False, description="DICOM over TLS (PS3.15 Annex B).")
-    ca_file: FilePath | None = Field(
-        default=None, description="PEM bundle to trust instead of the system CAs (with tls)."
-    )
-    tls_verify: bool = True
-    client_cert: FilePath | None = Field(
-        default=None, description="PEM certificate (chain) to present, for peers that ask."
-    )
-    client_key: FilePath | None = Field(
-        default=None, description="Its private key, if not in client_cert."
-    )
-    server_name: Host | None = Field(
-        default=None, description="Name to send (SNI) and verify; default: host."
-    )
-    min_days_valid: Annotated[float, Field(ge=0)] | None = Field(
-        default=None, description="With tls, fail when a served certificate expires sooner."
-    )
 
     @model_validator(mode="after")
     def _phase_timeouts_within_timeout(self) -> Self:
@@ -165,8 +147,6 @@ class DicomConfig(CheckConfig):
                 raise ValueError(
                     f"{name} ({value:g}s) must not exceed the check's timeout ({self.timeout:g}s)"
                 )
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
         return self
 
     @property
@@ -253,7 +233,7 @@ def dimse_failure(operation: str, status: int, table: dict[int, tuple[str, str]]
     )
 
 
-def _bounded(limit: float, deadline: Deadline, what: str) -> float:
+def bounded(limit: float, deadline: Deadline, what: str) -> float:
     wait = min(limit, deadline.remaining())
     if wait <= 0:
         raise ProbeFailure(FailureReason.TIMEOUT, f"check deadline reached before {what}")
@@ -268,17 +248,6 @@ def _bounded(limit: float, deadline: Deadline, what: str) -> float:
 # override pynetdicom's _create_socket hooks (private, unchanged since pynetdicom 2.0) and
 # do what those do. TLS is set up here too rather than through pynetdicom's tls_args, so
 # that the TLS socket is one of ours.
-
-
-_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-def quick_ack(sock: socket.socket) -> None:
-    """Acknowledge what arrives next at once (Linux; elsewhere nothing). Linux turns quick
-    ACKs off again by itself, so this goes before every read."""
-    if _QUICKACK is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
 
 def read_limit_failure(limit: int) -> ProbeFailure:
@@ -411,12 +380,7 @@ class _Tls:
 def _tls(config: DicomConfig) -> _Tls | None:
     if not config.tls:
         return None
-    context = tls_context(
-        ca_file=config.ca_file,
-        verify=config.tls_verify,
-        client_cert=config.client_cert,
-        client_key=config.client_key,
-    )  # a fresh context per run, so rotated files are picked up
+    context = config.tls_context()  # a fresh one per run: it gets our socket class
     context.sslsocket_class = _RecordingTLSSocket
     return _Tls(context, config.server_name or config.host, config.min_days_valid)
 
@@ -493,7 +457,7 @@ class _RecordingAssociationSocket(AssociationSocket):
                 tls.context.wrap_socket(sock, server_hostname=tls.server_name),
             )
         except (ssl.SSLError, ValueError) as exc:
-            raise ProbeFailure(FailureReason.TLS, f"TLS setup failed: {exc}") from None
+            raise tls_setup_failure(exc) from None
         wrapped.io_timeout = sock.io_timeout
         wrapped.deadline = sock.deadline
         wrapped.read_limit = sock.read_limit
@@ -617,7 +581,7 @@ _ABORT_REASONS: dict[int | None, str] = {
 }
 
 
-def _rejection(
+def rejection(
     rejection: tuple[int | None, int | None, int | None], config: DicomConfig
 ) -> CheckOutcome:
     result, source, diagnostic = rejection
@@ -654,62 +618,28 @@ def abort_outcome(abort_pdu: tuple[int | None, int | None] | None, during: str) 
     return CheckOutcome.fail(FailureReason.ABORTED, f"association aborted by peer ({who}) {during}")
 
 
-def _connect_failure(exc: OSError, config: DicomConfig, wait: float) -> CheckOutcome:
+def connect_failure(exc: OSError, config: DicomConfig, wait: float) -> CheckOutcome:
+    """A failed TCP connect, in the DICOM kinds' words (the reason is :mod:`net`'s)."""
     target = config.target
-    if isinstance(exc, TimeoutError):
-        return CheckOutcome.fail(
-            FailureReason.TIMEOUT, f"TCP connect to {target} timed out after {wait:g}s"
-        )
-    words = exc.strerror or str(exc) or type(exc).__name__
-    if exc.errno == errno.ECONNREFUSED:
-        return CheckOutcome.fail(FailureReason.REFUSED, f"connection refused by {target}")
-    if exc.errno in {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}:
-        return CheckOutcome.fail(FailureReason.UNREACHABLE, f"{target} unreachable: {words}")
-    return CheckOutcome.fail(FailureReason.CONNECTION, f"cannot connect to {target}: {words}")
+    reason = connect_reason(exc)
+    detail = {
+        FailureReason.TIMEOUT: f"TCP connect to {target} timed out after {wait:g}s",
+        FailureReason.REFUSED: f"connection refused by {target}",
+        FailureReason.UNREACHABLE: f"{target} unreachable: {os_words(exc)}",
+    }.get(reason, f"cannot connect to {target}: {os_words(exc)}")
+    return CheckOutcome.fail(reason, detail)
 
 
 # --- The run --------------------------------------------------------------------------------
 
 
-def _resolve(host: str, port: int, timeout: float) -> str:
-    """Return an address for ``host``, IPv4 first like pynetdicom; raise ProbeFailure (DNS).
-
-    getaddrinfo() has no timeout of its own, so a name is looked up on a short-lived
-    thread that is waited for at most ``timeout``; a lookup still stuck after that ends
-    when the resolver gives up (it holds no socket of ours).
-    """
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return host
-
-    answers: queue.Queue[list[tuple[Any, ...]] | Exception] = queue.Queue(maxsize=1)
-
-    def lookup() -> None:
-        try:
-            answers.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except (OSError, UnicodeError) as exc:
-            answers.put(exc)
-
-    thread = threading.Thread(target=lookup, name=f"dicom-dns:{host}", daemon=True)
-    thread.start()
-    try:
-        answer = answers.get(timeout=timeout)
-    except queue.Empty:
-        raise ProbeFailure(
-            FailureReason.DNS, f"name lookup for {host!r} did not finish within {timeout:g}s"
-        ) from None
-    thread.join()  # it has answered, so it is returning
-    if isinstance(answer, Exception):
-        words = getattr(answer, "strerror", None) or str(answer)
-        raise ProbeFailure(FailureReason.DNS, f"cannot resolve {host!r}: {words}")
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for entry in answer:
-            if entry[0] == family:
-                return str(entry[4][0])
-    raise ProbeFailure(FailureReason.DNS, f"no IPv4 or IPv6 address for {host!r}")
+def lookup(config: DicomConfig, deadline: Deadline) -> str:
+    """An address for ``config.host``, IPv4 first like pynetdicom, looked up within the
+    connect timeout and the deadline; raises ProbeFailure (dns, or timeout when the
+    deadline has already passed)."""
+    bounded(config.effective_connect_timeout, deadline, "the name lookup")
+    found = resolve(config.host, config.port, deadline, limit=config.effective_connect_timeout)
+    return preferred_address(found)
 
 
 def run_service(config: DicomConfig, deadline: Deadline, service: Service) -> CheckOutcome:
@@ -720,12 +650,8 @@ def run_service(config: DicomConfig, deadline: Deadline, service: Service) -> Ch
     """
     trace = _Trace(deadline, config.effective_acse_timeout, service.operation)
     try:
-        address = _resolve(
-            config.host,
-            config.port,
-            _bounded(config.effective_connect_timeout, deadline, "the name lookup"),
-        )
-        trace.connect_wait = _bounded(config.effective_connect_timeout, deadline, "connecting")
+        address = lookup(config, deadline)
+        trace.connect_wait = bounded(config.effective_connect_timeout, deadline, "connecting")
         tls = _tls(config)
     except ProbeFailure as failure:
         return failure.outcome()
@@ -758,7 +684,7 @@ def run_service(config: DicomConfig, deadline: Deadline, service: Service) -> Ch
 def _exchange_and_release(
     assoc: Association, config: DicomConfig, service: Service, trace: _Trace
 ) -> CheckOutcome | None:
-    trace.dimse_wait = _bounded(
+    trace.dimse_wait = bounded(
         config.effective_dimse_timeout, trace.deadline, f"the {service.operation}"
     )
     assoc.dimse_timeout = trace.dimse_wait
@@ -840,6 +766,8 @@ def _forget(ae: _RecordingAE) -> None:
     if sock is None:
         return
     assoc: Association = sock.assoc
+    if assoc.dul.is_alive():
+        return  # its reactor may still use them: they go with it once it ends
     assoc.dimse.message = None  # a partly received DIMSE message
     for pending in (
         assoc.dimse.msg_queue,
@@ -850,8 +778,7 @@ def _forget(ae: _RecordingAE) -> None:
     ):
         with pending.mutex:
             pending.queue.clear()
-    if not assoc.dul.is_alive():  # a reactor still running would trip over a missing socket
-        assoc.dul.socket = None
+    assoc.dul.socket = None
 
 
 def _classify(
@@ -900,7 +827,7 @@ def _transport_failure(
             "was reached",
         )
     if error is not None:
-        return _connect_failure(error, config, trace.connect_wait)
+        return connect_failure(error, config, trace.connect_wait)
     if not trace.connected:
         return CheckOutcome.fail(
             FailureReason.CONNECTION, f"could not open a connection to {config.target}"
@@ -928,7 +855,7 @@ def _negotiation_failure(
     config: DicomConfig, service: Service, assoc: Association, trace: _Trace
 ) -> CheckOutcome | None:
     if trace.reject_pdu is not None:
-        return _rejection(trace.reject_pdu, config)
+        return rejection(trace.reject_pdu, config)
     rsp = assoc.acceptor.primitive
     if not isinstance(rsp, A_ASSOCIATE):
         if trace.connection_dropped:
@@ -992,11 +919,3 @@ def _no_response(
     return CheckOutcome.fail(
         FailureReason.TIMEOUT, f"no {operation} response within {trace.dimse_wait:.3g}s"
     )
-
-
-# What the lean C-ECHO path (monai_slo.checks.dicom.lean) shares with this one, so both say
-# the same thing about the same failure.
-bounded = _bounded
-resolve = _resolve
-connect_failure = _connect_failure
-rejection = _rejection
