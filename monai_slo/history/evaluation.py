@@ -21,6 +21,12 @@ from monai_slo.slo.availability import (
     state_at,
     window_stats,
 )
+from monai_slo.slo.latency import (
+    LatencyStats,
+    latency_budget_remaining,
+    latency_burn_rate,
+    latency_stats,
+)
 
 # Past its timeout a run is recorded within the runner's grace; this much more is slack.
 SETTLE_SLACK = 60.0
@@ -44,6 +50,25 @@ class WindowReport:
 
 
 @dataclass(frozen=True, slots=True)
+class LatencyWindowReport:
+    label: str
+    stats: LatencyStats
+    burn_rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyReport:
+    """One check's latency objective over the service's windows (its SLO window included)."""
+
+    ref: CheckRef
+    threshold: float
+    objective_ratio: float
+    windows: tuple[LatencyWindowReport, ...]
+    slo_window: LatencyWindowReport
+    budget_remaining: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceReport:
     service: Service
     state: State
@@ -55,6 +80,8 @@ class ServiceReport:
     maintenance: tuple[Window, ...] = ()
     """Windows (config and CLI) overlapping the longest window up to now."""
     maintenance_active: bool = False
+    latency: tuple[LatencyReport, ...] = ()
+    """One per check with a latency objective (also with ``checks=False``)."""
 
     @property
     def objective_ratio(self) -> float | None:
@@ -146,6 +173,13 @@ def evaluate_service(
                 store.run_counts(check_id, now - service.window) if check_id is not None else (0, 0)
             )
             check_reports.append(CheckReport(ref, last, check_state, runs, failures))
+    latency = tuple(
+        latency_report(
+            ref, store, check_id, now, windows=windows, slo_window=service.window, excluded=excluded
+        )
+        for ref, check_id in zip(service.checks, ids, strict=True)
+        if ref.config.latency is not None
+    )
     return ServiceReport(
         service,
         current,
@@ -155,6 +189,40 @@ def evaluate_service(
         tuple(check_reports),
         tuple(planned),
         any(window.active(now) for window in planned),
+        latency,
+    )
+
+
+def latency_report(
+    ref: CheckRef,
+    store: HistoryStore,
+    check_id: int | None,
+    now: float,
+    *,
+    windows: Sequence[float],
+    slo_window: float,
+    excluded: Sequence[tuple[float, float]] = (),
+) -> LatencyReport:
+    """The check's latency SLI, burn rate per window and budget left over ``slo_window``, from
+    the store's hourly counts (one query)."""
+    latency = ref.config.latency
+    assert latency is not None
+    objective = latency.objective / 100
+    hours = store.latency_counts(check_id, now - max(windows)) if check_id is not None else {}
+    reports = []
+    for seconds in windows:
+        stats = latency_stats(hours, now, seconds, excluded)
+        reports.append(
+            LatencyWindowReport(window_label(seconds), stats, latency_burn_rate(stats, objective))
+        )
+    slo = next(r for r in reports if r.stats.window == slo_window)
+    return LatencyReport(
+        ref,
+        latency.threshold,
+        objective,
+        tuple(reports),
+        slo,
+        latency_budget_remaining(slo.stats, objective),
     )
 
 

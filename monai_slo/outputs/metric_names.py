@@ -38,6 +38,13 @@ ERROR_BUDGET_REMAINING_RATIO = "monai_slo_error_budget_remaining_ratio"
 BURN_RATE = "monai_slo_burn_rate"  # + window
 MAINTENANCE_ACTIVE = "monai_slo_maintenance_active"
 
+# Per check with a latency objective (labels CHECK_LABELS).
+LATENCY_RATIO = "monai_slo_latency_ratio"  # + window
+LATENCY_OBJECTIVE_RATIO = "monai_slo_latency_objective_ratio"
+LATENCY_THRESHOLD_SECONDS = "monai_slo_latency_threshold_seconds"
+LATENCY_BURN_RATE = "monai_slo_latency_burn_rate"  # + window
+LATENCY_ERROR_BUDGET_REMAINING_RATIO = "monai_slo_latency_error_budget_remaining_ratio"
+
 # The daemon itself.
 BUILD_INFO = "monai_slo_build_info"  # version
 CONFIG_LAST_RELOAD_SUCCESSFUL = "monai_slo_config_last_reload_successful"
@@ -71,6 +78,10 @@ RECORDED_BURN_RATE = "monai_slo:burn_rate:min_over_probers"
 RECORDED_AVAILABILITY_RATIO = "monai_slo:availability_ratio:max_over_probers"
 RECORDED_ERROR_BUDGET_REMAINING_RATIO = "monai_slo:error_budget_remaining_ratio:max_over_probers"
 RECORDED_MAINTENANCE_ACTIVE = "monai_slo:maintenance_active:max_over_probers"
+RECORDED_LATENCY_BURN_RATE = "monai_slo:latency_burn_rate:min_over_probers"
+RECORDED_LATENCY_ERROR_BUDGET_REMAINING_RATIO = (
+    "monai_slo:latency_error_budget_remaining_ratio:max_over_probers"
+)
 
 COUNTERS = (
     CHECK_RUNS,

@@ -99,6 +99,11 @@ FIXED_FAMILIES: tuple[tuple[str, str], ...] = (
     (m.ERROR_BUDGET_REMAINING_RATIO, "gauge"),
     (m.BURN_RATE, "gauge"),
     (m.MAINTENANCE_ACTIVE, "gauge"),
+    (m.LATENCY_RATIO, "gauge"),
+    (m.LATENCY_OBJECTIVE_RATIO, "gauge"),
+    (m.LATENCY_THRESHOLD_SECONDS, "gauge"),
+    (m.LATENCY_BURN_RATE, "gauge"),
+    (m.LATENCY_ERROR_BUDGET_REMAINING_RATIO, "gauge"),
     (m.BUILD_INFO, "gauge"),
     (m.CONFIG_LAST_RELOAD_SUCCESSFUL, "gauge"),
     (m.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, "gauge"),
@@ -266,6 +271,31 @@ class SloCollector(Collector):
             "1 while the service is in planned maintenance",
             labels=SERVICE_LABELS,
         )
+        latency_ratio = GaugeMetricFamily(
+            m.LATENCY_RATIO,
+            "Share of the window's runs that succeeded within the latency threshold",
+            labels=[*CHECK_LABELS, m.WINDOW],
+        )
+        latency_objective = GaugeMetricFamily(
+            m.LATENCY_OBJECTIVE_RATIO,
+            "Latency objective: share of runs to succeed within the threshold",
+            labels=CHECK_LABELS,
+        )
+        latency_threshold = GaugeMetricFamily(
+            m.LATENCY_THRESHOLD_SECONDS,
+            "A run slower than this misses the latency objective",
+            labels=CHECK_LABELS,
+        )
+        latency_burn = GaugeMetricFamily(
+            m.LATENCY_BURN_RATE,
+            "Latency error budget burn rate over the window (1 = exactly on budget)",
+            labels=[*CHECK_LABELS, m.WINDOW],
+        )
+        latency_budget = GaugeMetricFamily(
+            m.LATENCY_ERROR_BUDGET_REMAINING_RATIO,
+            "Share of the SLO window's budget of slow runs left (negative when overspent)",
+            labels=CHECK_LABELS,
+        )
         with self._timelines_lock:
             self._timelines.forget({service.key for service in config.services()})
             reports = evaluate(config, self.view.store, now, cache=self._timelines, checks=False)
@@ -286,6 +316,17 @@ class SloCollector(Collector):
                 objective.add_metric(labels, report.objective_ratio)
             if report.budget_remaining is not None:
                 budget.add_metric(labels, report.budget_remaining)
+            for latency in report.latency:
+                check = _check_labels(latency.ref)
+                latency_objective.add_metric(check, latency.objective_ratio)
+                latency_threshold.add_metric(check, latency.threshold)
+                for lw in latency.windows:
+                    if lw.stats.ratio is not None:
+                        latency_ratio.add_metric([*check, lw.label], lw.stats.ratio)
+                    if lw.burn_rate is not None:
+                        latency_burn.add_metric([*check, lw.label], lw.burn_rate)
+                if latency.budget_remaining is not None:
+                    latency_budget.add_metric(check, latency.budget_remaining)
         yield from (
             service_up,
             availability,
@@ -295,4 +336,9 @@ class SloCollector(Collector):
             budget,
             burn,
             maintenance,
+            latency_ratio,
+            latency_objective,
+            latency_threshold,
+            latency_burn,
+            latency_budget,
         )

@@ -40,6 +40,8 @@ BURN_RATE = m.RECORDED_BURN_RATE
 AVAILABILITY = m.RECORDED_AVAILABILITY_RATIO
 BUDGET = m.RECORDED_ERROR_BUDGET_REMAINING_RATIO
 MAINTENANCE = m.RECORDED_MAINTENANCE_ACTIVE
+LATENCY_BURN_RATE = m.RECORDED_LATENCY_BURN_RATE
+LATENCY_BUDGET = m.RECORDED_LATENCY_ERROR_BUDGET_REMAINING_RATIO
 
 # (recorded name, aggregation, source metric): the aggregation is what "every prober says
 # so" means for that metric: up if any prober sees it up, burning as slowly as the best one.
@@ -51,6 +53,11 @@ RECORDINGS = (
     (BUDGET, "max", m.ERROR_BUDGET_REMAINING_RATIO),
     (MAINTENANCE, "max", m.MAINTENANCE_ACTIVE),
 )
+# Recorded only in environments with a check that has a latency objective.
+LATENCY_RECORDINGS = (
+    (LATENCY_BURN_RATE, "min", m.LATENCY_BURN_RATE),
+    (LATENCY_BUDGET, "max", m.LATENCY_ERROR_BUDGET_REMAINING_RATIO),
+)
 
 BUDGET_LEFT = (
     '{{ with printf "' + BUDGET + "{environment='%s',service='%s'}\" "
@@ -58,6 +65,11 @@ BUDGET_LEFT = (
     "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}"
 )
 WHERE = "{{ $labels.service }} in {{ $labels.environment }}"
+LATENCY_BUDGET_LEFT = (
+    '{{ with printf "' + LATENCY_BUDGET + "{environment='%s',service='%s',check='%s'}\" "
+    "$labels.environment $labels.service $labels.check | query }}"
+    "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}"
+)
 
 
 def prom_duration(seconds: float) -> str:
@@ -113,6 +125,19 @@ def _highest_tier(config: Config) -> TierName:
     return max((e.tier for e in config.environments), key=order.index)
 
 
+def _burning(recorded: str, environment: str, long: str, short: str, factor: float) -> str:
+    """Both windows of a recorded burn rate above ``factor``, outside maintenance."""
+    return (
+        "(\n"
+        f"  max without (window) ({_selector(recorded, environment=environment, window=long)})"
+        f" > {_number(factor)}\n"
+        "and\n"
+        f"  max without (window) ({_selector(recorded, environment=environment, window=short)})"
+        f" > {_number(factor)}\n"
+        ")\n" + _not_in_maintenance(environment)
+    )
+
+
 def burn_rate_alerts(
     environment: Environment, windows: BurnWindows, options: AlertingOptions
 ) -> list[dict[str, Any]]:
@@ -131,15 +156,7 @@ def burn_rate_alerts(
             else f" (factor {_number(row.factor)} for {format_duration(windows.base_window)},"
             f" scaled to {slo_window})"
         )
-        expr = (
-            "(\n"
-            f"  max without (window) ({_selector(BURN_RATE, environment=env, window=long)})"
-            f" > {_number(factor)}\n"
-            "and\n"
-            f"  max without (window) ({_selector(BURN_RATE, environment=env, window=short)})"
-            f" > {_number(factor)}\n"
-            ")\n" + _not_in_maintenance(env)
-        )
+        expr = _burning(BURN_RATE, env, long, short, factor)
         alerts.append(
             _alert(
                 "MonaiSloErrorBudgetBurn",
@@ -161,6 +178,49 @@ def burn_rate_alerts(
                     f'{m.total(m.CHECK_FAILURES)}{{environment="{{{{ $labels.environment }}}}",'
                     'service="{{ $labels.service }}"} says why its checks fail. Planned '
                     "work? Start a maintenance window (`monai-slo maintenance start`).",
+                },
+                options,
+            )
+        )
+    return alerts
+
+
+def latency_burn_alerts(
+    environment: Environment, windows: BurnWindows, options: AlertingOptions
+) -> list[dict[str, Any]]:
+    """Per row that fits the SLO window, one alert over every check of the environment with a
+    latency objective: both windows burn its budget of slow runs faster than the row's
+    factor. None for best effort, as for availability."""
+    if TIERS[environment.tier].best_effort:
+        return []
+    env = environment.name
+    slo_window = format_duration(environment.window)
+    alerts = []
+    for scaled in windows.for_window(environment.window):
+        row = scaled.row
+        long, short, factor = format_duration(row.long), format_duration(row.short), scaled.factor
+        expr = _burning(LATENCY_BURN_RATE, env, long, short, factor)
+        alerts.append(
+            _alert(
+                "MonaiSloLatencyBudgetBurn",
+                expr,
+                {
+                    "severity": row.severity,
+                    "environment": env,
+                    "long_window": long,
+                    "short_window": short,
+                },
+                {
+                    "summary": f"check {{{{ $labels.check }}}} of {WHERE} is too slow: it burns "
+                    f'its latency budget {{{{ printf "%.1f" $value }}}}x as fast as its '
+                    "objective allows",
+                    "description": f"Latency burn rate above {_number(factor)} over both the"
+                    f" last {long} and {short}: {scaled.budget_share:.0%} of the {slo_window}"
+                    f" budget of slow runs gone in {long}.",
+                    "budget_left": LATENCY_BUDGET_LEFT,
+                    "runbook": f"{m.CHECK_DURATION_SECONDS} and {m.LATENCY_THRESHOLD_SECONDS} of "
+                    "the check show how slow it is against its threshold; `monai-slo status` "
+                    "on a prober shows its latency per window.",
                 },
                 options,
             )
@@ -236,9 +296,13 @@ def environment_group(
             # A no-op on the output; tells promtool's duplicate-rule lint the groups apart.
             "labels": {"environment": env},
         }
-        for record, op, metric in RECORDINGS
+        for record, op, metric in (
+            (*RECORDINGS, *LATENCY_RECORDINGS) if _has_latency(environment) else RECORDINGS
+        )
     ]
     rules += burn_rate_alerts(environment, windows, options)
+    if _has_latency(environment):
+        rules += latency_burn_alerts(environment, windows, options)
     rules += [check_down_alert(ref, options) for s in environment.services for ref in s.checks]
     rules.append(
         _alert(
@@ -273,6 +337,10 @@ def environment_group(
         )
     )
     return {"name": f"monai-slo:{env}", "rules": rules}
+
+
+def _has_latency(environment: Environment) -> bool:
+    return any(ref.config.latency is not None for s in environment.services for ref in s.checks)
 
 
 def daemon_group(config: Config, options: AlertingOptions) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""Latency SLO math as pure functions: the share of runs that succeeded within a threshold.
+
+A check with ``latency: {threshold, objective}`` counts, per hour, the runs judged against the
+threshold (``timed``) and those that succeeded within it (``fast``); a failed run is never
+fast. The SLI over a window is fast / timed, an event ratio (runs, not time), over the same
+windows as availability. Hours are the finest grain kept, so an hour the window covers only
+in part (the oldest one, and any hour cut by planned maintenance) counts pro rata for the
+share of its elapsed time the window keeps: runs are taken as spread evenly over an hour.
+A window shorter than an hour therefore reads as the recent hours' ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyStats:
+    """Runs timed and runs fast over one window (estimated where hours are cut)."""
+
+    window: float
+    timed: float
+    fast: float
+
+    @property
+    def slow(self) -> float:
+        """Runs that failed or took longer than the threshold."""
+        return self.timed - self.fast
+
+    @property
+    def ratio(self) -> float | None:
+        """fast / timed; None when no run was timed (never a fake 100 %)."""
+        return self.fast / self.timed if self.timed > 0 else None
+
+
+def latency_stats(
+    hours: Mapping[int, tuple[int, int]],
+    now: float,
+    window: float,
+    excluded: Sequence[tuple[float, float]] = (),
+) -> LatencyStats:
+    """Timed and fast runs in [now - window, now) from hourly counts (hour -> (timed, fast)),
+    leaving out excluded intervals."""
+    lo = now - window
+    timed = fast = 0.0
+    for hour, (hour_timed, hour_fast) in hours.items():
+        start = hour * HOUR
+        end = min(start + HOUR, now)  # the current hour has run only until now
+        if end <= start:
+            continue
+        a, b = max(start, lo), end
+        if a >= b:
+            continue
+        kept = (b - a) - _overlap(a, b, excluded)
+        share = max(0.0, kept) / (end - start)
+        timed += hour_timed * share
+        fast += hour_fast * share
+    return LatencyStats(window, timed, fast)
+
+
+def _overlap(a: float, b: float, intervals: Sequence[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b, end) - max(a, start)) for start, end in intervals)
+
+
+def latency_budget_remaining(stats: LatencyStats, objective_ratio: float) -> float | None:
+    """Share of the window's budget of slow runs left: 1 - slow / allowed slow runs (negative
+    when overspent); None before any run was timed."""
+    if stats.timed <= 0:
+        return None
+    allowed = (1 - objective_ratio) * stats.timed
+    if allowed <= 0:
+        return 0.0 if stats.slow > 0 else 1.0
+    return 1 - stats.slow / allowed
+
+
+def latency_burn_rate(stats: LatencyStats, objective_ratio: float) -> float | None:
+    """(1 - latency ratio) / (1 - objective): 1.0 spends the budget exactly over the window."""
+    ratio = stats.ratio
+    if ratio is None or objective_ratio >= 1:
+        return None
+    return (1 - ratio) / (1 - objective_ratio)
