@@ -52,12 +52,11 @@ from monai_slo.checks.dicom.common import (
     bounded,
     connect_failure,
     dimse_failure,
-    quick_ack,
+    lookup,
     read_limit_failure,
     rejection,
-    resolve,
 )
-from monai_slo.checks.net import ProbeFailure
+from monai_slo.checks.net import ProbeFailure, quick_ack
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 # What we announce we accept, as pynetdicom does; nothing legitimate we read is bigger than
@@ -217,11 +216,7 @@ class _Connection:
 def echo(config: DicomConfig, deadline: Deadline) -> CheckOutcome:
     """Associate, C-ECHO, release; the same outcomes as the pynetdicom path."""
     try:
-        address = resolve(
-            config.host,
-            config.port,
-            bounded(config.effective_connect_timeout, deadline, "the name lookup"),
-        )
+        address = lookup(config, deadline)
         connect_wait = bounded(config.effective_connect_timeout, deadline, "connecting")
     except ProbeFailure as failure:
         return failure.outcome()
