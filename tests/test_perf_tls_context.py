@@ -14,7 +14,7 @@ import pytest
 import trustme
 
 from monai_slo.checks import http as http_check
-from monai_slo.checks import net
+from monai_slo.checks import http_client, net
 from monai_slo.checks.base import Deadline, FailureReason
 from tests.fixtures_http import HttpPeer
 
@@ -85,7 +85,7 @@ def test_request_head_is_what_https_connection_writes(host: str, port: int) -> N
     """Host header and request line: byte for byte what HTTPSConnection would send."""
     ours, theirs = _Capture(), _Capture()
     for conn, capture in (
-        (http_check._TlsConnection(host, port), ours),
+        (http_client._TlsConnection(host, port), ours),
         (http.client.HTTPSConnection(host, port), theirs),
     ):
         conn.sock = capture  # type: ignore[assignment]

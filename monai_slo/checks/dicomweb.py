@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.http import (
+from monai_slo.checks.http_client import (
     ClientSettings,
     Headers,
     Response,
