@@ -16,6 +16,7 @@ from monai_slo.config.model import (
     config_path,
     load_config,
 )
+from monai_slo.daemon.listen_error import ListenError
 from monai_slo.history.store import StoreError
 from monai_slo.safe_text import CleanFormatter
 from monai_slo.yaml_source import SourceError, SourceIssue
@@ -41,6 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:  # one line naming the file and what to do; it is left as found
         print(exc, file=sys.stderr)
         return ExitCode.USAGE
+    except ListenError as exc:
+        print(exc.strerror, file=sys.stderr)
+        return ExitCode.USAGE
+
+
+def config_option(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    """``-c FILE``; on a sub-verb too (``maintenance start -c FILE``), where it must not
+    reset what was given before the sub-verb."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=argparse.SUPPRESS if nested else None,
+        help="config file (default: $MONAI_SLO_CONFIG or /etc/monai-slo/config.yaml)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,11 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=help_text, description=help_text)
         if config:
-            sub.add_argument(
-                "-c",
-                "--config",
-                help="config file (default: $MONAI_SLO_CONFIG or /etc/monai-slo/config.yaml)",
-            )
+            config_option(sub)
         sub.set_defaults(func=func)
         return sub
 
@@ -93,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     begin = actions.add_parser("start", help="start (or schedule) a maintenance window")
     end = actions.add_parser("stop", help="end active maintenance early")
     listing = actions.add_parser("list", help="active, planned and recent windows")
+    for sub in (begin, end, listing):
+        config_option(sub, nested=True)
     for sub in (begin, end):
         sub.add_argument("--service", help="the service (default: every service of --environment)")
         sub.add_argument("--environment", help="the environment (needed if the name is ambiguous)")

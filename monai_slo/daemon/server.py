@@ -44,6 +44,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from monai_slo.config.web_config import BasicAuth, WebConfig
+from monai_slo.daemon.listen_error import ListenError
 from monai_slo.outputs.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
@@ -273,9 +274,9 @@ class MetricsServer:
             self._listener.bind((host, port))
             self._listener.listen(socket.SOMAXCONN)
             self._listener.setblocking(False)
-        except OSError:
+        except OSError as exc:
             self._listener.close()
-            raise
+            raise ListenError(host, port, exc) from None
         self._tls: ssl.SSLContext | None = None
         auth, headers = BasicAuth({}), {}
         if web is not None:
