@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures_http",
     "tests.fixtures_browser",
     "tests.fixtures_prometheus",
+    "tests.fixtures_study_flow",
 ]

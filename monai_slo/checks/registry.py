@@ -11,6 +11,7 @@ from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, Pending
 from monai_slo.checks.dicom import echo as dicom_echo
 from monai_slo.checks.dicom import find as dicom_find
 from monai_slo.checks.dicom import store_context as dicom_store_context
+from monai_slo.checks.dicom import study_flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ KINDS: dict[str, CheckKind] = {
         CheckKind("host", host.Config, host.run),
         CheckKind("http", http.Config, http.run),
         CheckKind("ssh", ssh.Config, ssh.run),
+        CheckKind("study_flow", study_flow.Config, study_flow.run),
         CheckKind("tcp", tcp.Config, tcp.run),
     )
 }

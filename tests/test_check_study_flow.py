@@ -1,0 +1,290 @@
+"""The study_flow kind against real peers on loopback: canaries sent to a router (Orthanc
+with a Lua forwarder, DCMTK storescp + storescu) reach the PACS (Orthanc), an AI
+application's SR comes back into the canary's study, broken forwarding is not_arrived, and
+a daemon following 100 canaries keeps its other checks on schedule."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from monai_slo.checks.base import CheckResult, Deadline, FailureReason
+from monai_slo.checks.dicom import study_flow
+from monai_slo.checks.dicom.common import run_service
+from monai_slo.config.model import CheckRef, load_config
+from monai_slo.daemon.runner import execute
+from tests.fixtures_dicom import LOOPBACK, OrthancPeer, PynetdicomPeer
+from tests.fixtures_study_flow import (
+    AiApplication,
+    OrthancRouter,
+    StorescpRouter,
+    orthanc_get,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+UID = re.compile(r"canary ([0-9.]+) ")
+
+
+@dataclass(frozen=True)
+class Spot:
+    """Where a peer would be, for configs that are only validated."""
+
+    aet: str = "PACS"
+    dicom_port: int = 11112
+
+
+def _ref(tmp_path: Path, check: dict[str, Any], name: str = "config.yaml") -> CheckRef:
+    path = tmp_path / name
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "storage": str(tmp_path / "h.sqlite"),
+                "environments": [
+                    {
+                        "name": "radiology",
+                        "tier": "staging",
+                        "services": [{"name": "flow", "checks": [check]}],
+                    }
+                ],
+            }
+        )
+    )
+    [ref] = load_config(path).checks()
+    return ref
+
+
+def _flow(send: Any, *stages: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "roundtrip",
+        "kind": "study_flow",
+        "interval": "10s",
+        "timeout": "8s",
+        "poll": "0.2s",
+        "send": {"host": LOOPBACK, "port": send.dicom_port, "called_aet": send.aet},
+        "arrive": list(stages),
+        **extra,
+    }
+
+
+def _dicom_stage(peer: Any, name: str = "pacs", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "host": LOOPBACK,
+        "port": peer.dicom_port,
+        "called_aet": peer.aet,
+        **extra,
+    }
+
+
+def _latencies(result: CheckResult) -> dict[str, float]:
+    return {s.labels["stage"]: s.value for s in result.series if s.name == study_flow.LAST_LATENCY}
+
+
+def _study_uid(result: CheckResult) -> str:
+    found = UID.search(result.detail)
+    assert found, result.detail
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def ai_app(orthanc_pacs: OrthancPeer) -> Iterator[AiApplication]:
+    with AiApplication(result_to=("PACS", LOOPBACK, orthanc_pacs.dicom_port), delay=1.0) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def router(
+    tmp_path_factory: pytest.TempPathFactory, orthanc_pacs: OrthancPeer, ai_app: AiApplication
+) -> Iterator[OrthancRouter]:
+    targets = {
+        "pacs": ("PACS", LOOPBACK, orthanc_pacs.dicom_port),
+        "ai": (ai_app.aet, LOOPBACK, ai_app.dicom_port),
+    }
+    with OrthancRouter(tmp_path_factory.mktemp("router"), targets=targets) as peer:
+        yield peer
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def test_config_defaults_and_refusals(tmp_path: Path) -> None:
+    peer = Spot()
+    ref = _ref(tmp_path, {**_flow(peer, _dicom_stage(peer)), "interval": "5m", "timeout": "15m"})
+    config = ref.config
+    assert isinstance(config, study_flow.Config)
+    assert config.max_in_flight == 4  # timeout/interval + 1
+    assert config.patient_id == study_flow.DEFAULT_PATIENT_ID
+    assert config.effective_step_timeout == 10.0
+    base = _flow(peer, _dicom_stage(peer))
+    for bad in (
+        {"arrive": [{"name": "x", "host": LOOPBACK}]},  # DICOM stage without port/AE
+        {"arrive": [{"name": "x", "base_url": "http://h/", "host": LOOPBACK}]},
+        {"arrive": [_dicom_stage(peer, "end_to_end")]},
+        {"arrive": [_dicom_stage(peer), _dicom_stage(peer)]},
+        {"cleanup": True},  # no orthanc_url on the last stage
+        {"uid_root": "1.2.3"},  # must end with a dot
+        {"patient_id": "Jane\\Doe"},
+        {"arrive": [_dicom_stage(peer, series_modality="S R")]},
+    ):
+        with pytest.raises(ValidationError):
+            study_flow.Config.model_validate({**base, **bad})
+
+
+def test_canary_is_synthetic_with_new_uids(tmp_path: Path) -> None:
+    peer = Spot()
+    config = _ref(
+        tmp_path, _flow(peer, _dicom_stage(peer), uid_root="1.2.826.0.1.3680043.10.1.")
+    ).config
+    assert isinstance(config, study_flow.Config)
+    first, second = study_flow.make_canary(config), study_flow.make_canary(config)
+    assert first.StudyInstanceUID != second.StudyInstanceUID
+    assert str(first.StudyInstanceUID).startswith("1.2.826.0.1.3680043.10.1.")
+    assert first.PatientID == "MONAI-SLO-CANARY"
+    assert "CANARY" in first.StudyDescription
+    assert first.PatientBirthDate == ""
+    assert (first.Rows, first.Columns, len(first.PixelData)) == (8, 8, 64)
+
+
+# --- Orthanc router -> Orthanc PACS -------------------------------------------------------
+
+
+def test_orthanc_router_to_pacs_arrives_with_latency(
+    tmp_path: Path, router: OrthancRouter, orthanc_pacs: OrthancPeer
+) -> None:
+    ref = _ref(tmp_path, _flow(router, _dicom_stage(orthanc_pacs)))
+    started = time.monotonic()
+    result = execute(ref)
+    assert result.success, result.detail
+    latencies = _latencies(result)
+    assert set(latencies) == {"pacs", "end_to_end"}
+    assert 0 < latencies["pacs"] == latencies["end_to_end"] < time.monotonic() - started
+    uid = _study_uid(result)
+    [study] = orthanc_get(orthanc_pacs, "/tools/lookup", method="POST", body=uid)
+    assert study["Type"] == "Study"
+    tags = orthanc_get(orthanc_pacs, f"/studies/{study['ID']}")["PatientMainDicomTags"]
+    assert tags["PatientID"] == "MONAI-SLO-CANARY"
+
+
+def test_stage_look_up_asks_only_for_the_canary(tmp_path: Path, orthanc_pacs: OrthancPeer) -> None:
+    """The C-FIND carries the canary's StudyInstanceUID and nothing else that could match
+    a patient; against a PACS holding other studies it finds exactly the canary."""
+    with PynetdicomPeer(aet="PACS", find_statuses=[0x0000]) as spy:
+        config = _ref(tmp_path, _flow(spy, _dicom_stage(spy), timeout="1s", interval="2s")).config
+        assert isinstance(config, study_flow.Config)
+        outcome = run_service(
+            study_flow._dicom_config(config, config.arrive[0], 2.0),
+            Deadline(2.0),
+            study_flow._Lookup("1.2.3.4", None),
+        )
+        assert outcome.success, outcome.detail
+        [query] = spy.find_queries
+        assert {e.keyword for e in query} == {"QueryRetrieveLevel", "StudyInstanceUID"}
+        assert query.StudyInstanceUID == "1.2.3.4"
+    # The real PACS by now holds several canaries (earlier tests): one answer for one UID.
+    studies = orthanc_get(orthanc_pacs, "/studies")
+    assert studies, "earlier tests left canaries in the PACS"
+    uid = orthanc_get(orthanc_pacs, f"/studies/{studies[0]}")["MainDicomTags"]["StudyInstanceUID"]
+    lookup = study_flow._Lookup(uid, None)
+    pacs_config = _ref(tmp_path, _flow(orthanc_pacs, _dicom_stage(orthanc_pacs)), "p.yaml").config
+    assert isinstance(pacs_config, study_flow.Config)
+    outcome = run_service(
+        study_flow._dicom_config(pacs_config, pacs_config.arrive[0], 5.0), Deadline(5.0), lookup
+    )
+    assert outcome.success and outcome.values["found"] == 1, outcome
+
+
+def test_cleanup_deletes_the_canary_from_the_last_stage(
+    tmp_path: Path, router: OrthancRouter, orthanc_pacs: OrthancPeer
+) -> None:
+    stage = _dicom_stage(orthanc_pacs, orthanc_url=orthanc_pacs.url)
+    result = execute(_ref(tmp_path, _flow(router, stage, cleanup=True)))
+    assert result.success, result.detail
+    assert "deleted from pacs" in result.detail
+    uid = _study_uid(result)
+    assert orthanc_get(orthanc_pacs, "/tools/lookup", method="POST", body=uid) == []
+
+
+def test_dicomweb_stage_sees_the_canary(
+    tmp_path: Path, router: OrthancRouter, orthanc_pacs: OrthancPeer
+) -> None:
+    stage = {"name": "pacs-web", "base_url": f"{orthanc_pacs.url}/dicom-web"}
+    result = execute(_ref(tmp_path, _flow(router, stage)))
+    assert result.success, result.detail
+    assert "pacs-web" in _latencies(result)
+
+
+# --- the AI application's result -------------------------------------------------------------
+
+
+def test_series_modality_waits_for_the_ai_result(
+    tmp_path: Path, router: OrthancRouter, orthanc_pacs: OrthancPeer, ai_app: AiApplication
+) -> None:
+    stages = (
+        _dicom_stage(orthanc_pacs),
+        {"name": "ai-result", "base_url": f"{orthanc_pacs.url}/dicom-web", "series_modality": "SR"},
+        _dicom_stage(orthanc_pacs, "ai-result-dimse", series_modality="SR"),
+    )
+    result = execute(_ref(tmp_path, _flow(router, *stages)))
+    assert result.success, result.detail
+    latencies = _latencies(result)
+    # The AI application answers a second after it received the canary.
+    assert latencies["pacs"] < 1.0 <= latencies["ai-result"] <= latencies["ai-result-dimse"]
+    assert latencies["end_to_end"] == latencies["ai-result-dimse"]
+    assert ai_app.results_sent >= 1
+
+
+# --- DCMTK router ---------------------------------------------------------------------------
+
+
+def test_storescp_router_forwards_to_pacs(tmp_path: Path, orthanc_pacs: OrthancPeer) -> None:
+    target = ("PACS", LOOPBACK, orthanc_pacs.dicom_port)
+    with StorescpRouter(tmp_path / "dcm", target=target) as dcm_router:
+        result = execute(_ref(tmp_path, _flow(dcm_router, _dicom_stage(orthanc_pacs))))
+    assert result.success, result.detail
+    assert _latencies(result)["pacs"] > 0
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_broken_forwarding_is_not_arrived_naming_the_stage(
+    tmp_path: Path, router: OrthancRouter, orthanc_pacs: OrthancPeer
+) -> None:
+    router.set_forwarding(False)
+    try:
+        ref = _ref(tmp_path, _flow(router, _dicom_stage(orthanc_pacs), timeout="2s", interval="3s"))
+        started = time.monotonic()
+        result = execute(ref)
+        took = time.monotonic() - started
+    finally:
+        router.set_forwarding(True)
+    assert not result.success
+    assert result.reason is FailureReason.NOT_ARRIVED, result.detail
+    assert "not seen at pacs" in result.detail
+    assert 2.0 <= took < 2.5
+
+
+def test_send_refused_is_store_failed(tmp_path: Path, orthanc_pacs: OrthancPeer) -> None:
+    # Orthanc's HTTP port: it answers the A-ASSOCIATE-RQ with no DICOM at all.
+    not_dicom = Spot("ROUTER", orthanc_pacs.http_port)
+    check = _flow(not_dicom, _dicom_stage(orthanc_pacs), timeout="2s", interval="3s")
+    result = execute(_ref(tmp_path, check))
+    assert result.reason is FailureReason.STORE_FAILED, result.detail
+    assert "C-STORE of the canary" in result.detail
+
+
+def test_stage_look_up_failure_says_its_reason(tmp_path: Path, router: OrthancRouter) -> None:
+    with PynetdicomPeer(aet="PACS") as no_find:  # Verification only: C-FIND not accepted
+        check = _flow(router, _dicom_stage(no_find), timeout="1s", interval="3s")
+        result = execute(_ref(tmp_path, check))
+    assert result.reason is FailureReason.CONTEXT_REJECTED, result.detail
+    assert "not seen at pacs" in result.detail
