@@ -234,3 +234,50 @@ def test_a_slow_but_answering_peer_burns_latency_budget_while_availability_stays
             assert sample(samples, m.LATENCY_BURN_RATE, window="5m", **quick) == 0.0
         finally:
             daemon.stop()
+
+
+def test_status_status_page_and_report_show_the_latency_objective(tmp_path: Path) -> None:
+    """A check with 3 of 4 runs within its 50 ms threshold (objective 99 %) shows 75 % with
+    its threshold and objective in `status`'s checks table, on the status page and in the
+    report for the period; its latency budget is overspent (25 slow in 100 against 1)."""
+    from rich.console import Console
+
+    from monai_slo.commands.tables import service_checks_table
+    from monai_slo.history.evaluation import evaluate
+    from monai_slo.outputs.report import build_report, parse_period
+    from monai_slo.outputs.report_html import render_report
+    from monai_slo.outputs.status_page import StatusPage
+
+    config = _config(
+        tmp_path,
+        "storage: h.sqlite\nenvironments:\n  - name: prod\n    tier: production\n"
+        "    window: 1d\n    services:\n      - name: pacs\n        checks:\n"
+        "          - {name: web, kind: http, url: 'http://127.0.0.1:1/',"
+        " latency: {threshold: 50ms, objective: 99}}\n",
+    )
+    ref = next(iter(config.checks()))
+    now = parse_period("2026-11").start + 10 * 86_400 + 1800
+    store = HistoryStore(config.storage, clock=lambda: now)
+    try:
+        for i, duration in enumerate((0.01, 0.02, 0.2, 0.03)):
+            result = CheckResult(True, duration, None, "", now - 600 + 30 * i)
+            store.record(ref.key, "http", result, ref.config.staleness, 0.05)
+        assert store.flush()
+        reports = evaluate(config, store, now)
+        console = Console(width=250, no_color=True, record=True)
+        console.print(service_checks_table(reports))
+        table = console.export_text()
+        assert "75.00% ≤ 50ms /1d of 99%" in table and "-2400.0%" in table
+
+        page = StatusPage(lambda: config, store, clock=lambda: now).html()
+        assert 'data-latency="web"' in page and '<b data-figure="latency">75.000%</b>' in page
+        assert "none (overspent" in page.split('data-latency="web"')[1]
+
+        report = build_report(config, store, parse_period("2026-11"), now)
+        (latency,) = report.environments[0].services[0].latency
+        assert latency.stats.ratio == pytest.approx(0.75) and latency.met is False
+        assert latency.budget_consumed == pytest.approx(25.0)
+        text = render_report(report)
+        assert "web: runs within 50ms" in text and "75.000% (objective 99%)" in text
+    finally:
+        store.close()

@@ -12,7 +12,7 @@ from rich.table import Table
 from monai_slo.checks.base import CheckResult
 from monai_slo.config.model import CheckRef
 from monai_slo.durations import format_duration
-from monai_slo.history.evaluation import ServiceReport
+from monai_slo.history.evaluation import LatencyReport, ServiceReport
 from monai_slo.safe_text import cell
 from monai_slo.slo.availability import State
 from monai_slo.tiers import MONTH_SECONDS, TIERS, YEAR_SECONDS, allowed_downtime
@@ -114,10 +114,12 @@ def service_checks_table(reports: Iterable[ServiceReport]) -> Table:
         "LAST RUN",
         "TIME",
         "RUNS OK",
+        "LATENCY",
         "REASON / DETAIL",
     ):
         table.add_column(column, overflow="fold")
     for report in reports:
+        latency = {lr.ref.key: lr for lr in report.latency}
         for check in report.checks:
             last = check.last
             ok_ratio = None if check.runs == 0 else (check.runs - check.failures) / check.runs
@@ -130,9 +132,23 @@ def service_checks_table(reports: Iterable[ServiceReport]) -> Table:
                 "never" if last is None else _ago(last.timestamp),
                 "" if last is None else f"{last.duration * 1000:.1f} ms",
                 f"{percent(ok_ratio, 2)} of {check.runs}",
+                _latency(latency.get(check.ref.key)),
                 "" if last is None or last.success else cell(f"{last.reason}: {last.detail}"),
             )
     return table
+
+
+def _latency(report: LatencyReport | None) -> str:
+    """``97.00% ≤ 500ms /1d of 99%, budget -200.0%, burn 1h 3.00x`` ("—" without an objective)."""
+    if report is None:
+        return "—"
+    slo = report.slo_window
+    burn = next((w.burn_rate for w in report.windows if w.label == "1h"), None)
+    return (
+        f"{percent(slo.stats.ratio, 2)} ≤ {format_duration(report.threshold)} /{slo.label} "
+        f"of {report.objective_ratio * 100:g}%, budget {_budget(report.budget_remaining)}, "
+        f"burn 1h {'—' if burn is None else f'{burn:.2f}x'}"
+    )
 
 
 def _ago(timestamp: float) -> str:

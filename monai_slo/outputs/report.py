@@ -27,6 +27,7 @@ from monai_slo.slo.availability import (
     service_timeline,
     window_stats,
 )
+from monai_slo.slo.latency import LatencyStats, latency_budget_remaining, latency_stats
 
 DAY = 86400.0
 # A day that missed its objective by no more than this many daily budgets is "degraded", not "bad".
@@ -198,6 +199,28 @@ class Outage:
 
 
 @dataclass(frozen=True, slots=True)
+class LatencyPeriod:
+    """One check's latency objective over the report's period (maintenance excluded)."""
+
+    check: str
+    threshold: float
+    objective_ratio: float
+    stats: LatencyStats
+
+    @property
+    def budget_consumed(self) -> float | None:
+        """Slow runs / allowed slow runs; above 1 when overspent."""
+        remaining = latency_budget_remaining(self.stats, self.objective_ratio)
+        return None if remaining is None else 1 - remaining
+
+    @property
+    def met(self) -> bool | None:
+        """None when no run was timed."""
+        ratio = self.stats.ratio
+        return None if ratio is None else ratio >= self.objective_ratio
+
+
+@dataclass(frozen=True, slots=True)
 class ServicePeriod:
     service: Service
     stats: WindowStats
@@ -213,6 +236,7 @@ class ServicePeriod:
     windows: tuple[Window, ...]
     outages: tuple[Outage, ...]
     days: tuple[DayStats, ...]
+    latency: tuple[LatencyPeriod, ...] = ()
 
     @property
     def objective_ratio(self) -> float | None:
@@ -329,6 +353,21 @@ def service_period(
         tuple(windows),
         tuple(outages),
         tuple(daily_stats(spans, excluded, period.start, until)),
+        tuple(
+            LatencyPeriod(
+                ref.config.name,
+                ref.config.latency.threshold,
+                ref.config.latency.objective / 100,
+                latency_stats(
+                    store.latency_counts(check_id, period.start) if check_id is not None else {},
+                    until,
+                    until - period.start,
+                    excluded,
+                ),
+            )
+            for ref, check_id in zip(service.checks, ids, strict=True)
+            if ref.config.latency is not None
+        ),
     )
 
 

@@ -269,6 +269,14 @@ def _service_section(report: AvailabilityReport, s: ServicePeriod) -> str:
         ("Maintenance", f"{minutes(s.maintenance)} min"),
         ("No data", f"{minutes(s.stats.no_data)} min"),
     ]
+    for latency in s.latency:
+        figures += [
+            (
+                f"{latency.check}: runs within {format_duration(latency.threshold)}",
+                f"{percent(latency.stats.ratio)} (objective {latency.objective_ratio * 100:g}%)",
+            ),
+            (f"{latency.check}: latency budget consumed", percent(latency.budget_consumed, 1)),
+        ]
     cells = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in figures)
     return (
         f'<section class="service" data-service="{esc(svc.environment)}/{esc(svc.name)}">'

@@ -18,7 +18,13 @@ from datetime import datetime
 
 from monai_slo.config.maintenance import merge
 from monai_slo.config.model import Config, Service
-from monai_slo.history.evaluation import ServiceReport, evaluate, maintenance_windows
+from monai_slo.durations import format_duration
+from monai_slo.history.evaluation import (
+    LatencyReport,
+    ServiceReport,
+    evaluate,
+    maintenance_windows,
+)
 from monai_slo.history.store import HistoryStore, MaintenanceRow
 from monai_slo.outputs.report import DAY, DayStats, daily_stats, utc_day_start
 from monai_slo.outputs.report_html import (
@@ -226,6 +232,7 @@ def _card(report: ServiceReport, days: Sequence[DayStats], now: float, span_days
             "budget left"
         )
     lines = [f'<div class="figs">{figures}</div>']
+    lines += [_latency_line(latency) for latency in report.latency]
     failing = [check for check in report.checks if check.state is State.DOWN]
     if failing and report.state is State.DOWN:
         reasons = "; ".join(
@@ -267,6 +274,20 @@ def _card(report: ServiceReport, days: Sequence[DayStats], now: float, span_days
         f'<div class="state {key}" data-figure="state" title="{esc(meaning)}">{word}</div>'
         f'<div><div class="name">{esc(service.name)}</div>{"".join(lines)}</div>'
         f"{strip}</div>"
+    )
+
+
+def _latency_line(report: LatencyReport) -> str:
+    """One check's latency objective: share of runs within the threshold, budget left."""
+    slo = report.slo_window
+    check = report.ref.config.name
+    return (
+        f'<div class="figs" data-latency="{esc(check)}">{esc(check)}: '
+        f'<b data-figure="latency">{percent(slo.stats.ratio)}</b> of runs within '
+        f"{esc(format_duration(report.threshold))} over the last {esc(slo.label)} (objective "
+        f'<b data-figure="latency-objective">{report.objective_ratio * 100:g}%</b>) · '
+        f'<b data-figure="latency-budget">{_budget(report.budget_remaining)}</b> of latency '
+        "budget left</div>"
     )
 
 
