@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.fixtures_dicom import free_port
 
+# Every check's first run (offsets up to 4.7 s of the demo's 5 s interval) comes before the
+# second table at 8 s; the gateway is up for the first 70 s of its cycle.
+DURATION, EVERY = 9, 4
+CHECKS = {
+    ("demo-production", "demo-pacs", "echo", "dicom_echo"),
+    ("demo-production", "demo-gateway", "health", "http"),
+    ("demo-production", "demo-gateway", "port", "tcp"),
+    ("demo-workstation", "local-inference", "ready", "http"),
+}
+
+
+def _last_table(out: str) -> dict[str, dict[str, str]]:
+    """The rows of the last status table printed, by service, as {column: cell}."""
+    tables = out.split("\nservices")
+    assert len(tables) >= 2, out
+    rows = [
+        [cell.strip() for cell in line.split("│" if "│" in line else "┃")[1:-1]]
+        for line in tables[-1].splitlines()
+        if line.startswith(("│", "┃"))
+    ]
+    header, *body = rows
+    return {row[header.index("SERVICE")]: dict(zip(header, row, strict=True)) for row in body}
+
 
 def test_demo_runs_and_shows_every_service(tmp_path: Path) -> None:
-    """The demo starts its peers, records history and prints the status table, then stops
-    cleanly after --duration."""
+    """The demo starts its peers, prints where its metrics are, prints the status table with
+    every service UP at 100 % once each check has run, records a successful run of every check
+    in its history, then stops cleanly after --duration."""
     port = free_port()
     storage = tmp_path / "demo.sqlite"
     result = subprocess.run(
@@ -25,20 +51,38 @@ def test_demo_runs_and_shows_every_service(tmp_path: Path) -> None:
             "--storage",
             str(storage),
             "--duration",
-            "7",
+            str(DURATION),
             "--every",
-            "3",
+            str(EVERY),
         ],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},  # one line per table row
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert f"http://127.0.0.1:{port}/metrics" in out
-    for service in ("demo-pacs", "demo-gateway", "local-inference"):
-        assert service in out
-    assert "UP" in out
-    assert storage.exists()
+    assert f"metrics: http://127.0.0.1:{port}/metrics" in out
+    table = _last_table(out)
+    assert set(table) == {"demo-pacs", "demo-gateway", "local-inference"}, out
+    for service, row in table.items():
+        assert row["STATE"] == "UP", (service, row)
+        assert row["1h"] == "100.000%", (service, row)
+    assert table["demo-pacs"]["OBJECTIVE"] == "99.9%"
+    assert table["local-inference"]["OBJECTIVE"] == "best effort"
+
+    connection = sqlite3.connect(f"file:{storage}?mode=ro", uri=True)
+    try:
+        stored = connection.execute(
+            "SELECT environment, service, name, kind, success, detail, runs, failures"
+            " FROM checks JOIN last_results ON last_results.check_id = checks.id"
+            " JOIN (SELECT check_id, SUM(runs) AS runs, SUM(failures) AS failures FROM runs"
+            "       GROUP BY check_id) AS totals ON totals.check_id = checks.id"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert {row[:4] for row in stored} == CHECKS
+    for *name, success, detail, runs, failures in stored:
+        assert success == 1 and runs >= 1 and failures == 0, (name, detail, runs, failures)
