@@ -18,7 +18,7 @@ from monai_slo.config.model import (
 )
 from monai_slo.daemon.listen_error import ListenError
 from monai_slo.history.store import StoreError
-from monai_slo.safe_text import CleanFormatter
+from monai_slo.safe_text import CleanFormatter, JsonFormatter
 from monai_slo.yaml_source import SourceError, SourceIssue
 
 
@@ -26,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
-    handler.setFormatter(CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if args.log_format == "json"
+        else CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), handlers=[handler])
     # APScheduler narrates every job run at INFO; its warnings (missed runs) still show.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
@@ -66,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"monai-slo {__version__}")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one object per line with stable keys (journald, Loki)",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 

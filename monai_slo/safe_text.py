@@ -10,7 +10,9 @@ escape it as well.
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,3 +55,28 @@ class CleanFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return clean(super().formatMessage(record), LOG_LIMIT)
+
+
+# Keys a record may carry as ``extra=`` that the JSON format writes as its own fields.
+LOG_FIELDS = ("event", "check", "reason")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with stable keys (``time``, ``level``, ``logger``,
+    ``message``, and ``event``/``check``/``reason`` where the record has them), for journald
+    and Loki; peer text is escaped and bounded as in the text format."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, str] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": clean(record.getMessage(), LOG_LIMIT),
+        }
+        for key in LOG_FIELDS:
+            value = getattr(record, key, None)
+            if value:
+                entry[key] = clean(str(value), DEFAULT_LIMIT)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)

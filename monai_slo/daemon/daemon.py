@@ -24,6 +24,7 @@ from monai_slo.daemon import systemd
 from monai_slo.daemon.runner import CheckRunner
 from monai_slo.daemon.scheduler import CheckScheduler
 from monai_slo.daemon.server import MetricsServer
+from monai_slo.daemon.state_log import StateLog
 from monai_slo.history.store import DAEMON_READ_WAIT, DAEMON_WRITE_WAIT, HistoryStore
 from monai_slo.outputs.metrics import DaemonView, LiveCounters, SloCollector
 from monai_slo.outputs.status_page import StatusPage
@@ -51,6 +52,7 @@ class Daemon:
     ) -> None:
         self._reload_config = reload_config
         self.clock = clock
+        self.state_log = StateLog()
         # Raises StoreError (one line naming the path) when the history cannot be used.
         self.store = HistoryStore(
             config.storage,
@@ -109,16 +111,7 @@ class Daemon:
             None if latency is None else latency.threshold,
         )
         self.counters.record(ref, result)
-        level = logging.INFO if result.success else logging.WARNING
-        log.log(
-            level,
-            "%s %s in %.3fs%s%s",
-            ref.label,
-            "ok" if result.success else "FAILED",
-            result.duration,
-            f" reason={result.reason}" if result.reason else "",
-            f": {result.detail}" if result.detail else "",
-        )
+        self.state_log.record(ref, result)
 
     def _ready(self) -> bool:
         return self._started and not self._stop.is_set() and self.store.healthy()
