@@ -26,7 +26,7 @@ from monai_slo.daemon.scheduler import CheckScheduler
 from monai_slo.daemon.server import MetricsServer
 from monai_slo.daemon.state_log import StateLog
 from monai_slo.history.store import DAEMON_READ_WAIT, DAEMON_WRITE_WAIT, HistoryStore
-from monai_slo.outputs.metrics import DaemonView, LiveCounters, SloCollector
+from monai_slo.outputs.metrics import DaemonView, LiveCounters, SloCollector, StudyFlowLatencies
 from monai_slo.outputs.status_page import StatusPage
 from monai_slo.yaml_source import SourceError
 
@@ -75,6 +75,9 @@ class Daemon:
         self.scheduler = CheckScheduler(self.runner.submit)
         self.view.lateness = self.runner.lateness
         self.view.missed = lambda: dict(self.scheduler.missed)
+        self.study_flow = StudyFlowLatencies()  # canary latencies per stage
+        self.view.study_flow = self.study_flow
+        self.view.in_flight = self.runner.pending
         host, port = parse_listen(config.listen)
         self.status_page = StatusPage(lambda: self.view.config, self.store, clock=clock)
         self.server = MetricsServer(
@@ -111,6 +114,7 @@ class Daemon:
             None if latency is None else latency.threshold,
         )
         self.counters.record(ref, result)
+        self.study_flow.record(ref, result)
         self.state_log.record(ref, result)
 
     def _ready(self) -> bool:

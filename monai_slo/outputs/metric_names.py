@@ -45,6 +45,13 @@ LATENCY_THRESHOLD_SECONDS = "monai_slo_latency_threshold_seconds"
 LATENCY_BURN_RATE = "monai_slo_latency_burn_rate"  # + window
 LATENCY_ERROR_BUDGET_REMAINING_RATIO = "monai_slo_latency_error_budget_remaining_ratio"
 
+# The study_flow kind (CHECK_LABELS + stage; checks.dicom.study_flow emits the last
+# latency without PREFIX, the daemon folds it into the histogram).
+STUDY_FLOW_LATENCY_SECONDS = "monai_slo_study_flow_latency_seconds"  # histogram, + stage
+STUDY_FLOW_LAST_LATENCY_SECONDS = "monai_slo_study_flow_last_latency_seconds"  # + stage
+STUDY_FLOW_IN_FLIGHT = "monai_slo_study_flow_in_flight"  # no stage label
+STAGE = "stage"
+
 # The daemon itself.
 BUILD_INFO = "monai_slo_build_info"  # version
 CONFIG_LAST_RELOAD_SUCCESSFUL = "monai_slo_config_last_reload_successful"

@@ -61,6 +61,9 @@ class DaemonView:
     reload_successful: bool = True
     reload_timestamp: float = field(default_factory=time.time)
     clock: Callable[[], float] = time.time
+    study_flow: StudyFlowLatencies | None = None
+    in_flight: Callable[[], dict[CheckKey, int]] = dict
+    """Canaries in flight per check (the runner's pending runs)."""
 
 
 def _check_labels(ref: CheckRef) -> list[str]:
@@ -113,6 +116,8 @@ FIXED_FAMILIES: tuple[tuple[str, str], ...] = (
     (m.STORE_HEALTHY, "gauge"),
     (m.STORE_BUFFERED_RECORDS, "gauge"),
     (m.STORE_DROPPED_RECORDS, "counter"),
+    (m.STUDY_FLOW_LATENCY_SECONDS, "histogram"),
+    (m.STUDY_FLOW_IN_FLIGHT, "gauge"),
 )
 
 
@@ -137,6 +142,7 @@ class SloCollector(Collector):
         now = view.clock()
         yield from self._checks(config)
         yield from self._services(config, now)
+        yield from _study_flow(view, config)
         build = GaugeMetricFamily(m.BUILD_INFO, "monai-slo build", labels=[m.VERSION])
         build.add_metric([__version__], 1)
         yield build
@@ -342,3 +348,77 @@ class SloCollector(Collector):
             latency_burn,
             latency_budget,
         )
+
+
+# --- study_flow: canary latencies per stage, canaries in flight -------------------------------
+
+STUDY_FLOW_KIND = "study_flow"
+STUDY_FLOW_SERIES = m.STUDY_FLOW_LAST_LATENCY_SECONDS.removeprefix(m.PREFIX)
+# From a router forwarding in well under a second to an AI round trip of many minutes.
+STUDY_FLOW_BUCKETS = (
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1800.0,
+    3600.0,
+)
+
+
+class StudyFlowLatencies:
+    """Canary latencies per check and stage since start, folded from each study_flow
+    result's last-latency series: what the latency histogram exposes."""
+
+    def __init__(self) -> None:
+        self._histograms: dict[tuple[CheckKey, str], Lateness] = {}
+        self._lock = threading.Lock()
+
+    def record(self, ref: CheckRef, result: CheckResult) -> None:
+        for series in result.series:
+            if series.name != STUDY_FLOW_SERIES or m.STAGE not in series.labels:
+                continue
+            slot = (ref.key, series.labels[m.STAGE])
+            with self._lock:
+                histogram = self._histograms.get(slot)
+                if histogram is None:
+                    histogram = self._histograms[slot] = Lateness(STUDY_FLOW_BUCKETS)
+            histogram.observe(series.value)
+
+    def snapshot(self, key: CheckKey) -> list[tuple[str, Lateness]]:
+        with self._lock:
+            return sorted(
+                (stage, histogram)
+                for (owner, stage), histogram in self._histograms.items()
+                if owner == key
+            )
+
+
+def _study_flow(view: DaemonView, config: Config) -> Iterator[Metric]:
+    latency = HistogramMetricFamily(
+        m.STUDY_FLOW_LATENCY_SECONDS,
+        "Canary latency from the C-STORE's success to first sight, per stage (and end_to_end)",
+        labels=[*CHECK_LABELS, m.STAGE],
+    )
+    in_flight = GaugeMetricFamily(
+        m.STUDY_FLOW_IN_FLIGHT, "Canaries sent and not yet seen everywhere", labels=CHECK_LABELS
+    )
+    pending = view.in_flight()
+    for ref in config.checks():
+        if ref.config.kind != STUDY_FLOW_KIND:
+            continue
+        labels = _check_labels(ref)
+        in_flight.add_metric(labels, pending.get(ref.key, 0))
+        if view.study_flow is None:
+            continue
+        for stage, histogram in view.study_flow.snapshot(ref.key):
+            buckets, total = histogram.snapshot()
+            latency.add_metric([*labels, stage], buckets, total)
+    yield from (latency, in_flight)
