@@ -106,7 +106,9 @@ def test_full_disk_keeps_results_in_memory_and_catches_up(
 
 def test_daemon_keeps_checking_and_serving_on_a_full_disk(tiny_fs: Path) -> None:
     """With its history on a full disk the daemon keeps checking, serves /metrics from memory
-    and counts monai_slo_store_errors_total; when space returns the history catches up."""
+    and counts monai_slo_store_errors_total; when space returns the history catches up: every
+    run counted while the disk was full is in the file, with the newest result, and flushes
+    stop adding errors."""
     from monai_slo.config.model import load_config
     from monai_slo.daemon.daemon import Daemon
     from tests.fixtures_http import HttpPeer
@@ -140,13 +142,18 @@ def test_daemon_keeps_checking_and_serving_on_a_full_disk(tiny_fs: Path) -> None
                 assert time.monotonic() < deadline, "checks stopped on a full disk"
                 time.sleep(0.02)
             assert daemon.registry.get_sample_value("monai_slo_service_up", labels) == 1
+            # Every run counted so far happened on (or before) the full disk.
+            counted_while_full = daemon.counters.runs[("prod", "web", "a")]
+            last_while_full = daemon.counters.last[("prod", "web", "a")].timestamp
             filler.unlink()
-            errors = daemon.store.errors["write"]
             deadline = time.monotonic() + 10
             while not daemon.store.flush():
                 assert time.monotonic() < deadline, "history never caught up"
                 time.sleep(0.02)
-            assert daemon.store.errors["write"] >= errors
+            # Space is back: the next flush writes too, and adds no error.
+            errors = dict(daemon.store.errors)
+            assert daemon.store.flush()
+            assert dict(daemon.store.errors) == errors
         finally:
             daemon.stop()
     reopened = HistoryStore(tiny_fs / "history.sqlite")
@@ -154,6 +161,9 @@ def test_daemon_keeps_checking_and_serving_on_a_full_disk(tiny_fs: Path) -> None
     assert check_id is not None
     last = reopened.last_result(check_id)
     assert last is not None and last.success
+    assert last.timestamp >= last_while_full  # the results buffered on the full disk were written
+    stored_runs, _ = reopened.run_counts(check_id, 0)
+    assert stored_runs >= counted_while_full, (stored_runs, counted_while_full)
 
 
 # The lock holder: takes the lock, says so on stdout, holds it, releases it and says so.
