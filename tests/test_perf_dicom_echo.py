@@ -24,7 +24,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.dicom import common as dicom_common
+from monai_slo.checks.dicom import association as dicom_association
 from monai_slo.checks.dicom import echo as dicom_echo
 from monai_slo.checks.dicom import lean as dicom_lean
 from monai_slo.config.model import CheckRef
@@ -199,7 +199,7 @@ def test_pynetdicom_path_sets_quickack_before_reads(
     assert QUICKACK is not None
     option = QUICKACK
     seen: list[tuple[int, int]] = []
-    real = dicom_common.quick_ack
+    real = dicom_association.quick_ack
 
     def spy(sock: socket.socket) -> None:
         real(sock)
@@ -210,7 +210,7 @@ def test_pynetdicom_path_sets_quickack_before_reads(
             )
         )
 
-    monkeypatch.setattr(dicom_common, "quick_ack", spy)
+    monkeypatch.setattr(dicom_association, "quick_ack", spy)
     outcome = dicom_echo.run_pynetdicom(config(storescp.port, called_aet=storescp.aet), Deadline(2))
     assert outcome.success, outcome
     assert len(seen) >= 3

@@ -1,7 +1,8 @@
 """The ``dicom_echo`` kind: associate with a DICOM peer, send C-ECHO, release.
 
 The association, its timeouts, TLS and the decoding of what went wrong are shared with
-the other DICOM kinds (:mod:`monai_slo.checks.dicom.common`); this module is the C-ECHO.
+the other DICOM kinds (:mod:`monai_slo.checks.dicom.association`); this module is the
+C-ECHO.
 Without TLS it runs on the lean path (:mod:`monai_slo.checks.dicom.lean`: the same PDUs
 and outcomes at a fraction of the CPU and without delayed-ACK stalls); over TLS, on
 pynetdicom's association.
@@ -18,9 +19,11 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.status import VERIFICATION_SERVICE_CLASS_STATUS
 
-from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.base import CheckOutcome, Deadline
 from monai_slo.checks.dicom import lean as dicom_lean
-from monai_slo.checks.dicom.common import DicomConfig, Service, dimse_failure, run_service
+from monai_slo.checks.dicom.association import DicomExchange, run_service
+from monai_slo.checks.dicom.common import DicomConfig
+from monai_slo.checks.dicom.outcomes import dimse_failure, echo_accepted, verification_not_accepted
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ class Config(DicomConfig):
     kind: Literal["dicom_echo"]
 
 
-class _Echo(Service):
+class _Echo(DicomExchange):
     operation = "C-ECHO"
 
     def __init__(self, config: Config) -> None:
@@ -47,15 +50,10 @@ class _Echo(Service):
         status = int(response.Status)
         if status != 0x0000:
             return dimse_failure(self.operation, status, VERIFICATION_SERVICE_CLASS_STATUS)
-        return CheckOutcome.ok(
-            f"C-ECHO accepted by {self.config.called_aet} at {self.config.target}"
-        )
+        return echo_accepted(self.config)
 
     def unaccepted(self, assoc: Association, config: DicomConfig) -> CheckOutcome:
-        # Kept as it was before context_rejected existed: dashboards count it as rejected.
-        return CheckOutcome.fail(
-            FailureReason.REJECTED, "association accepted but not the Verification SOP class"
-        )
+        return verification_not_accepted()
 
 
 def run(config: Config, deadline: Deadline) -> CheckOutcome:

@@ -23,7 +23,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS, STATUS_PENDING, code_to_category
 
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.dicom.common import DicomConfig, Service, dimse_failure, run_service
+from monai_slo.checks.dicom.association import DicomExchange, run_service
+from monai_slo.checks.dicom.common import DicomConfig
+from monai_slo.checks.dicom.outcomes import dimse_failure
 
 MATCHES = "dicom_find_matches"
 
@@ -77,7 +79,7 @@ class Config(DicomConfig):
         return value
 
 
-class _Find(Service):
+class _Find(DicomExchange):
     operation = "C-FIND"
     # A match is a Pending response of ~300 bytes (command set, StudyInstanceUID, whatever
     # else a peer adds): 4 MiB is some 13,000 matches, far past a probe's query, and caps

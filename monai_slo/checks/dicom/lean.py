@@ -6,8 +6,9 @@ stall each exchange by ~40 ms. This path speaks the same PDUs (built and decoded
 pynetdicom's own PDU and DIMSE codecs, the requests once per AE-title pair) on the check's
 own thread, with TCP_NODELAY and, on Linux, TCP_QUICKACK before every read: the measured
 duration is then the peer's. It reports every failure in the same reason and words as
-:func:`monai_slo.checks.dicom.common.run_service`, which stays in use for TLS and the
-other DICOM kinds.
+:func:`monai_slo.checks.dicom.association.run_service` (both word them from
+:mod:`monai_slo.checks.dicom.outcomes`), which stays in use for TLS and the other DICOM
+kinds.
 """
 
 from __future__ import annotations
@@ -45,16 +46,27 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.status import VERIFICATION_SERVICE_CLASS_STATUS
 
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
-from monai_slo.checks.dicom.common import (
-    DEFAULT_READ_LIMIT,
-    DicomConfig,
+from monai_slo.checks.dicom.common import DEFAULT_READ_LIMIT, DicomConfig, bounded, lookup
+from monai_slo.checks.dicom.outcomes import (
+    DURING_ASSOCIATION,
+    IN_ASSOCIATION_ANSWER,
     abort_outcome,
-    bounded,
+    after_request,
+    closed_after_request,
+    closed_before_answer,
     connect_failure,
     dimse_failure,
-    lookup,
+    echo_accepted,
+    invalid_response,
+    malformed_accept,
+    malformed_pdu,
+    no_association_answer,
+    no_response,
     read_limit_failure,
     rejection,
+    release_not_confirmed,
+    still_sending,
+    verification_not_accepted,
 )
 from monai_slo.checks.net import ProbeFailure, quick_ack
 
@@ -67,6 +79,7 @@ _MAX_READ = 1 << 20
 # under 1 KiB together, so a peer sending more (endless command fragments, say) is not
 # answering a C-ECHO. The same bound as the pynetdicom path's.
 READ_LIMIT = DEFAULT_READ_LIMIT
+_ECHO = "C-ECHO"  # the operation, as messages name it
 _CONTEXT_ID = 1
 _MESSAGE_ID = 1
 _C_ECHO_RSP = 0x8030
@@ -137,7 +150,7 @@ class _Garbage(Exception):
 
 
 class _Malformed(Exception):
-    """An A-ASSOCIATE-AC without a mandatory item (the message says which)."""
+    """An A-ASSOCIATE-AC without a mandatory item (the message names it)."""
 
 
 class _TooMuch(Exception):
@@ -255,7 +268,7 @@ def _associated(
             conn.abort(sent)  # the association is in no state to be released
             return verdict
         if not _release(conn, config, deadline, sent) and verdict.success:
-            return CheckOutcome.ok(f"{verdict.detail} (release not confirmed)")
+            return release_not_confirmed(verdict)
         return verdict
     except _TooMuch:
         conn.abort(sent)
@@ -273,32 +286,19 @@ def _negotiate(
         conn.send(sent.associate, until)
         return _association_answer(*conn.read(until), config)
     except TimeoutError:
-        if conn.mid_pdu:  # worded as the pynetdicom path words it
-            return CheckOutcome.fail(
-                FailureReason.TIMEOUT,
-                "peer still sending in its association answer when the check's deadline "
-                f"({config.timeout:g}s) was reached",
-            )
-        return CheckOutcome.fail(
-            FailureReason.TIMEOUT, f"no answer to the association request within {acse_wait:.3g}s"
-        )
+        if conn.mid_pdu:
+            return still_sending(IN_ASSOCIATION_ANSWER, config)
+        return no_association_answer(acse_wait)
     except _Closed:
-        return CheckOutcome.fail(
-            FailureReason.CONNECTION,
-            "connection closed by peer before it answered the association request",
-        )
+        return closed_before_answer()
     except _TooMuch:
         raise
     except _Malformed as exc:
         conn.abort(sent)
-        return CheckOutcome.fail(
-            FailureReason.PROTOCOL, f"malformed A-ASSOCIATE-AC from peer: {exc}"
-        )
+        return malformed_accept(str(exc))
     except Exception:  # _Garbage, or whatever the decoders make of it
         conn.abort(sent)
-        return CheckOutcome.fail(
-            FailureReason.PROTOCOL, "unexpected or malformed PDU from peer during association"
-        )
+        return malformed_pdu(DURING_ASSOCIATION)
 
 
 def _association_answer(pdu_type: int, pdu: bytes, config: DicomConfig) -> CheckOutcome | None:
@@ -307,7 +307,7 @@ def _association_answer(pdu_type: int, pdu: bytes, config: DicomConfig) -> Check
         rj.decode(pdu)
         return rejection((rj.result, rj.source, rj.reason_diagnostic), config)
     if pdu_type == _ABORT:
-        return _peer_abort(pdu, "during association")
+        return _peer_abort(pdu, DURING_ASSOCIATION)
     if pdu_type != _ASSOCIATE_AC:
         raise _Garbage
     ac = A_ASSOCIATE_AC()
@@ -315,38 +315,30 @@ def _association_answer(pdu_type: int, pdu: bytes, config: DicomConfig) -> Check
     # Each of these items is mandatory in an A-ASSOCIATE-AC (PS3.8 9.3.3): without them it
     # is no acceptance, and no rejection either.
     if not ac.application_context_name:
-        raise _Malformed("no application context item")
+        raise _Malformed("application context")
     if not ac.presentation_context:
-        raise _Malformed("no presentation context item")
+        raise _Malformed("presentation context")
     if ac.user_information is None:
-        raise _Malformed("no user information item")
+        raise _Malformed("user information")
     if any(item.context_id == _CONTEXT_ID and item.result == 0 for item in ac.presentation_context):
         return None
-    # Worded as the pynetdicom path words it: dashboards count it as rejected.
-    return CheckOutcome.fail(
-        FailureReason.REJECTED, "association accepted but not the Verification SOP class"
-    )
+    return verification_not_accepted()
 
 
 def _echo(
     conn: _Connection, config: DicomConfig, deadline: Deadline, sent: Requests
 ) -> CheckOutcome:
-    dimse_wait = bounded(config.effective_dimse_timeout, deadline, "the C-ECHO")
+    dimse_wait = bounded(config.effective_dimse_timeout, deadline, f"the {_ECHO}")
     try:
         response = _echo_response(conn, time.monotonic() + dimse_wait, sent)
     except TimeoutError:
-        return CheckOutcome.fail(
-            FailureReason.TIMEOUT, f"no C-ECHO response within {dimse_wait:.3g}s"
-        )
+        return no_response(_ECHO, dimse_wait)
     except _Closed:
-        return CheckOutcome.fail(
-            FailureReason.ABORTED,
-            "connection closed by peer after the C-ECHO request (A-P-ABORT)",
-        )
+        return closed_after_request(_ECHO)
     except _TooMuch:
         raise
     except Exception:  # the DIMSE decoder's view of garbage
-        return CheckOutcome.fail(FailureReason.PROTOCOL, "invalid C-ECHO response from peer")
+        return invalid_response(_ECHO)
     return response if isinstance(response, CheckOutcome) else _judge(response, config)
 
 
@@ -357,11 +349,11 @@ def _judge(response: DIMSEMessage, config: DicomConfig) -> CheckOutcome:
         or getattr(command, "MessageIDBeingRespondedTo", None) != _MESSAGE_ID
         or "Status" not in command
     ):
-        return CheckOutcome.fail(FailureReason.PROTOCOL, "invalid C-ECHO response from peer")
+        return invalid_response(_ECHO)
     status = int(command.Status)
     if status != 0x0000:
-        return dimse_failure("C-ECHO", status, VERIFICATION_SERVICE_CLASS_STATUS)
-    return CheckOutcome.ok(f"C-ECHO accepted by {config.called_aet} at {config.target}")
+        return dimse_failure(_ECHO, status, VERIFICATION_SERVICE_CLASS_STATUS)
+    return echo_accepted(config)
 
 
 def _echo_response(conn: _Connection, until: float, sent: Requests) -> DIMSEMessage | CheckOutcome:
@@ -374,17 +366,14 @@ def _echo_response(conn: _Connection, until: float, sent: Requests) -> DIMSEMess
             if _decoded(message, pdu):
                 return message
         elif pdu_type == _ABORT:
-            return _peer_abort(pdu, "after the C-ECHO request")
+            return _peer_abort(pdu, after_request(_ECHO))
         elif pdu_type == _RELEASE_RQ:
             conn.send(sent.release_reply, until)
             return CheckOutcome.fail(
                 FailureReason.ABORTED, "association released by peer before the C-ECHO response"
             )
         else:
-            return CheckOutcome.fail(
-                FailureReason.PROTOCOL,
-                "unexpected or malformed PDU from peer after the C-ECHO request",
-            )
+            return malformed_pdu(after_request(_ECHO))
 
 
 def _decoded(message: DIMSEMessage, pdu: bytes) -> bool:

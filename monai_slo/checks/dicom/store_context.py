@@ -18,7 +18,9 @@ from pynetdicom import sop_class
 from pynetdicom.association import Association
 
 from monai_slo.checks.base import CheckOutcome, Deadline
-from monai_slo.checks.dicom.common import DicomConfig, Service, run_service, sop_name
+from monai_slo.checks.dicom.association import DicomExchange, run_service
+from monai_slo.checks.dicom.common import DicomConfig
+from monai_slo.checks.dicom.outcomes import sop_name
 
 _UID = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
 
@@ -62,7 +64,7 @@ class Config(DicomConfig):
     )
 
 
-class _StorageContext(Service):
+class _StorageContext(DicomExchange):
     operation = "storage negotiation"
 
     def __init__(self, config: Config) -> None:
