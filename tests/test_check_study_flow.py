@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from monai_slo.checks.base import CheckResult, Deadline, FailureReason
 from monai_slo.checks.dicom import study_flow
-from monai_slo.checks.dicom.common import run_service
+from monai_slo.checks.dicom.association import run_service
 from monai_slo.config.model import CheckRef, load_config
 from monai_slo.daemon.runner import execute
 from tests.fixtures_dicom import LOOPBACK, OrthancPeer, PynetdicomPeer

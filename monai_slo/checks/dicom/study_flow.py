@@ -58,13 +58,9 @@ from monai_slo.checks.base import (
     Pending,
     Series,
 )
-from monai_slo.checks.dicom.common import (
-    AETitle,
-    DicomConfig,
-    Service,
-    dimse_failure,
-    run_service,
-)
+from monai_slo.checks.dicom.association import DicomExchange, run_service
+from monai_slo.checks.dicom.common import AETitle, DicomConfig
+from monai_slo.checks.dicom.outcomes import dimse_failure
 from monai_slo.checks.http_client import (
     ClientSettings,
     Headers,
@@ -341,7 +337,7 @@ def _dicom_config(
     )
 
 
-class _Store(Service):
+class _Store(DicomExchange):
     operation = "C-STORE"
 
     def __init__(self, dataset: Dataset) -> None:
@@ -363,7 +359,7 @@ class _Store(Service):
         return dimse_failure(self.operation, code, STORAGE_SERVICE_CLASS_STATUS)
 
 
-class _Lookup(Service):
+class _Lookup(DicomExchange):
     """C-FIND for the canary's study (or a series of a modality in it), nothing else."""
 
     operation = "C-FIND"
