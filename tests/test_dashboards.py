@@ -296,10 +296,12 @@ def write_config(path: Path, port: int, web: HttpPeer, pacs: PynetdicomPeer) -> 
         "        checks:\n"
         f"          - {{name: echo, kind: dicom_echo, host: 127.0.0.1, port: {pacs.port}, "
         f"called_aet: {pacs.aet}}}\n"
-        f"          - {{name: web, kind: http, url: '{web.url}health'}}\n"
+        f"          - {{name: web, kind: http, url: '{web.url}health',"
+        " latency: {threshold: 300ms, objective: 99}}\n"
         "      - name: gateway\n"
         "        checks:\n"
-        f"          - {{name: health, kind: http, url: '{web.url}down'}}\n"
+        f"          - {{name: health, kind: http, url: '{web.url}down',"
+        " latency: {threshold: 300ms, objective: 99}}\n"
         "      - name: viewer\n"
         f"        maintenance: [{{start: '{start}', end: '{end}', reason: upgrade}}]\n"
         "        checks:\n"
@@ -317,8 +319,8 @@ def write_config(path: Path, port: int, web: HttpPeer, pacs: PynetdicomPeer) -> 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The daemon (production: pacs up, gateway down, viewer in maintenance; development:
-    two fake GPUs) scraped every second by Prometheus with a prober label."""
+    """The daemon (production: pacs up, gateway down, viewer in maintenance, latency
+    objectives on pacs/web and gateway/health; development: two fake GPUs) scraped every second by Prometheus with a prober label."""
     tmp = tmp_path_factory.mktemp("dashboards")
     with (
         HttpPeer() as web,

@@ -243,4 +243,41 @@ def service() -> Board:
         10,
         9,
     )
+
+    board.row("Latency objectives")
+    check_legend = "{{service}} / {{check}}"
+    board.add(
+        time_series(
+            "Runs within the latency threshold vs objective",
+            "Share of each check's runs over the SLO window that succeeded within its latency "
+            "threshold (solid) and its latency objective (dashed); only checks with a "
+            "latency objective.",
+            [
+                Query(over_slo_window(m.LATENCY_RATIO, check_sel), check_legend),
+                Query(f"{m.LATENCY_OBJECTIVE_RATIO}{check_sel}", check_legend + " objective"),
+            ],
+            "percentunit",
+        )
+        .decimals(3)
+        .with_override(*dashed_override(".* objective")),
+        12,
+        8,
+    )
+    board.add(
+        time_series(
+            "Latency burn rate per window",
+            "Latency budget burn rate over each alert window (1 = on budget): slow or "
+            "failed runs against the share the objective allows.",
+            [
+                Query(
+                    f"{m.LATENCY_BURN_RATE}"
+                    + selector('check=~"$check"', f'window=~"{"|".join(burn_windows())}"'),
+                    check_legend + " {{window}}",
+                )
+            ],
+            BURN_UNIT,
+        ),
+        12,
+        8,
+    )
     return board
