@@ -1,10 +1,13 @@
 """Secrets (HTTP/DICOMweb headers from env or file) never reach metrics, the status page,
-the `check` table or logs, whether the checks pass or fail."""
+the `check`, `status` and `report` outputs, the stored history (the `detail` column and every
+other byte of the database) or logs, whether the checks pass or fail."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
@@ -41,10 +44,11 @@ def test_secrets_stay_out_of_every_output(
     secret_file = tmp_path / "token"
     secret_file.write_text(FILE_SECRET + "\n")
     port = free_port()
+    storage = tmp_path / "h.sqlite"
     with HttpPeer(status=status, body=b"[]") as peer:
         path = tmp_path / "config.yaml"
         path.write_text(
-            f"listen: 127.0.0.1:{port}\nstorage: h.sqlite\n"
+            f"listen: 127.0.0.1:{port}\nstorage: {storage}\n"
             "environments:\n  - name: e\n    tier: production\n    services:\n      - name: s\n"
             "        checks:\n"
             f"          - {{name: web, kind: http, url: '{peer.url}/', interval: 0.3s, timeout: 0.2s,"
@@ -64,10 +68,32 @@ def test_secrets_stay_out_of_every_output(
             finally:
                 daemon.stop()
             main(["check", "-c", str(path)])
+            main(["status", "-c", str(path)])
+            report = tmp_path / "report.html"
+            month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+            assert main(["report", "-c", str(path), "--period", month, "-o", str(report)]) == 0
         received = {r.headers.get("Authorization") for r in peer.requests}
     assert {ENV_SECRET, FILE_SECRET} <= received  # the secrets did reach the peer
-    outputs += [capsys.readouterr().out, caplog.text]
+    printed = capsys.readouterr().out
+    assert "web" in printed and "qido" in printed  # check and status printed their tables
+    outputs += [printed, caplog.text, report.read_text()]
     outputs += [repr(ref.config) for ref in load_config(path).checks()]
+    connection = sqlite3.connect(f"file:{storage}?mode=ro", uri=True)
+    try:
+        details = connection.execute("SELECT detail FROM last_results").fetchall()
+        rows = [
+            repr(row)
+            for (table,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            for row in connection.execute(f'SELECT * FROM "{table}"')
+        ]
+    finally:
+        connection.close()
+    assert len(details) == 2
+    if status != 200:  # the failures were stored with what the peer answered
+        assert all("503" in detail for (detail,) in details), details
+    outputs += rows
+    # Every byte of the database and its WAL, freed pages included.
+    outputs += [f.read_bytes().decode("latin-1") for f in tmp_path.glob("h.sqlite*")]
     for text in outputs:
         assert ENV_SECRET not in text
         assert FILE_SECRET not in text
