@@ -569,6 +569,20 @@ def silent_listener() -> Iterator[SilentListener]:
     yield from _peer_fixture(SilentListener)
 
 
+@pytest.fixture
+def hung_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """getaddrinfo() that never answers (until the test ends): a resolver gone silent."""
+    release = threading.Event()
+
+    def hang(*args: object, **kwargs: object) -> list[Any]:
+        release.wait(10)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    yield
+    release.set()
+
+
 # --- Hostile DICOM peers ----------------------------------------------------------------------
 
 HOSTILE_MODES = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,20 +55,6 @@ def test_refused() -> None:
     """A port nobody listens on fails as refused."""
     outcome, _ = probe(config(_free_port()))
     assert outcome.reason is FailureReason.REFUSED
-
-
-@pytest.fixture
-def hung_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """getaddrinfo() that never answers (until the test ends): a resolver gone silent."""
-    release = threading.Event()
-
-    def hang(*args: object, **kwargs: object) -> list[Any]:
-        release.wait(10)
-        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-
-    monkeypatch.setattr(socket, "getaddrinfo", hang)
-    yield
-    release.set()
 
 
 @pytest.mark.usefixtures("hung_resolver")

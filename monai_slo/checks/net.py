@@ -17,7 +17,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -205,14 +205,26 @@ def os_words(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-def _connect_error(exc: OSError, where: str) -> ProbeFailure:
+CONNECT_WORDS: Mapping[FailureReason, str] = {
+    FailureReason.TIMEOUT: "connecting to {where} timed out",
+    FailureReason.REFUSED: "connection to {where} refused",
+    FailureReason.UNREACHABLE: "{where} unreachable: {why}",
+    FailureReason.CONNECTION: "connecting to {where} failed: {why}",
+}
+"""Each reason :func:`connect_reason` gives, as a template: ``{where}`` is ``host:port``,
+``{why}`` the system's words; a kind with words of its own passes its table."""
+
+
+def connect_failure(
+    exc: OSError,
+    where: str,
+    words: Mapping[FailureReason, str] = CONNECT_WORDS,
+    **more: object,
+) -> ProbeFailure:
+    """A failed connect() as a ProbeFailure: the reason, and ``words`` filled in
+    (``more`` fills further placeholders)."""
     reason = connect_reason(exc)
-    detail = {
-        FailureReason.TIMEOUT: f"connecting to {where} timed out",
-        FailureReason.REFUSED: f"connection to {where} refused",
-        FailureReason.UNREACHABLE: f"{where} unreachable: {os_words(exc)}",
-    }.get(reason, f"connecting to {where} failed: {os_words(exc)}")
-    return ProbeFailure(reason, detail)
+    return ProbeFailure(reason, words[reason].format(where=where, why=os_words(exc), **more))
 
 
 def connect(host: str, port: int, deadline: Deadline) -> socket.socket:
@@ -232,7 +244,7 @@ def connect(host: str, port: int, deadline: Deadline) -> socket.socket:
             sock.connect(address)
         except OSError as exc:
             sock.close()
-            last = _connect_error(exc, where)
+            last = connect_failure(exc, where)
             continue
         except BaseException:
             sock.close()

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 
 from pydicom.uid import UID
 
+from monai_slo.checks import net
 from monai_slo.checks.base import CheckOutcome, FailureReason
 from monai_slo.checks.dicom.common import DicomConfig
-from monai_slo.checks.net import ProbeFailure, connect_reason, os_words
+from monai_slo.checks.net import ProbeFailure
 
 DURING_ASSOCIATION = "during association"
 IN_ASSOCIATION_ANSWER = "in its association answer"
@@ -133,16 +134,17 @@ def verification_not_accepted() -> CheckOutcome:
 # --- Transport and association answer ----------------------------------------------------
 
 
+CONNECT_WORDS: Mapping[FailureReason, str] = {
+    FailureReason.TIMEOUT: "TCP connect to {where} timed out after {wait:g}s",
+    FailureReason.REFUSED: "connection refused by {where}",
+    FailureReason.UNREACHABLE: "{where} unreachable: {why}",
+    FailureReason.CONNECTION: "cannot connect to {where}: {why}",
+}
+
+
 def connect_failure(exc: OSError, config: DicomConfig, wait: float) -> CheckOutcome:
-    """A failed TCP connect, in the DICOM kinds' words (the reason is :mod:`net`'s)."""
-    target = config.target
-    reason = connect_reason(exc)
-    detail = {
-        FailureReason.TIMEOUT: f"TCP connect to {target} timed out after {wait:g}s",
-        FailureReason.REFUSED: f"connection refused by {target}",
-        FailureReason.UNREACHABLE: f"{target} unreachable: {os_words(exc)}",
-    }.get(reason, f"cannot connect to {target}: {os_words(exc)}")
-    return CheckOutcome.fail(reason, detail)
+    """A failed TCP connect after waiting ``wait`` seconds, in the DICOM kinds' words."""
+    return net.connect_failure(exc, config.target, CONNECT_WORDS, wait=wait).outcome()
 
 
 def read_limit_failure(limit: int) -> ProbeFailure:
