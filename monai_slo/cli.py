@@ -11,6 +11,7 @@ from pathlib import Path
 
 from monai_slo import __version__
 from monai_slo.commands.exit_codes import ExitCode
+from monai_slo.commands.output import FORMATS
 from monai_slo.config.model import (
     Config,
     config_path,
@@ -62,6 +63,16 @@ def config_option(parser: argparse.ArgumentParser, *, nested: bool = False) -> N
     )
 
 
+def output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        default="table",
+        help="table for people (default), json or yaml for scripts",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monai-slo",
@@ -93,13 +104,23 @@ def _parser() -> argparse.ArgumentParser:
     check = verb("check", "run every check once and print a table (exit 1 if any failed)", _check)
     check.add_argument("--service", help="only the checks of this service")
     verb("validate", "validate the config and warn about unmeasurable objectives", _validate)
-    verb("status", "availability, error budget and burn rate per service, from history", _status)
-    verb(
+    status = verb(
+        "status", "availability, error budget and burn rate per service, from history", _status
+    )
+    tiers = verb(
         "tiers", "the operating-environment tiers and their allowed downtime", _tiers, config=False
     )
+    for sub in (check, status):
+        sub.add_argument("--wide", action="store_true", help="every column, however wide")
+    for sub in (check, status, tiers):
+        output_option(sub)
     rules = verb("rules", "write Prometheus recording and alerting rules for the config", _rules)
     rules.add_argument("-o", "--output", help="directory to write into (default: stdout)")
-    verb("conformance", "check this host against its tier's hardware requirements", _conformance)
+    output_option(
+        verb(
+            "conformance", "check this host against its tier's hardware requirements", _conformance
+        )
+    )
     report = verb("report", "write a self-contained HTML availability report for a period", _report)
     report.add_argument(
         "--period",
@@ -123,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     begin.add_argument("--reason", default="", help="shown in list, status and alerts")
     begin.add_argument("--start", help="ISO 8601 start (default: now)")
     end.add_argument("--id", type=int, help="the window number `list` shows")
+    output_option(listing)
     listing.add_argument(
         "--past", type=_duration, default=86400.0, help="also show windows ended within this"
     )
@@ -175,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from monai_slo.commands.check import check_command
 
-    return check_command(_load(args), args.service)
+    return check_command(_load(args), args.service, args.output, wide=args.wide)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -187,13 +209,17 @@ def _validate(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from monai_slo.commands.status import status_command
 
-    return status_command(_load(args))
+    return status_command(_load(args), args.output, wide=args.wide)
 
 
 def _tiers(args: argparse.Namespace) -> int:
-    from monai_slo.commands.tables import console, tiers_table
+    from monai_slo.commands.output import print_data
+    from monai_slo.commands.tables import console, tiers_rows, tiers_table
 
-    console().print(tiers_table())
+    if args.output != "table":
+        print_data(tiers_rows(), args.output)
+    else:
+        console().print(tiers_table())
     return ExitCode.OK
 
 
@@ -212,7 +238,7 @@ def _report(args: argparse.Namespace) -> int:
 def _conformance(args: argparse.Namespace) -> int:
     from monai_slo.commands.conformance import conformance_command
 
-    return conformance_command(_load(args))
+    return conformance_command(_load(args), output=args.output)
 
 
 def _duration(text: str) -> float:
@@ -250,7 +276,7 @@ def _maintenance(args: argparse.Namespace) -> int:
         return maintenance_cli.stop(
             config, environment=args.environment, service=args.service, window_id=args.id
         )
-    return maintenance_cli.list_windows(config, past=args.past)
+    return maintenance_cli.list_windows(config, past=args.past, output=args.output)
 
 
 def _demo(args: argparse.Namespace) -> int:

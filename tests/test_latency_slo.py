@@ -267,7 +267,9 @@ def test_status_status_page_and_report_show_the_latency_objective(tmp_path: Path
         console = Console(width=250, no_color=True, record=True)
         console.print(service_checks_table(reports))
         table = console.export_text()
-        assert "75.00% ≤ 50ms /1d of 99%" in table and "-2400.0%" in table
+        assert (
+            "75.00% ≤ 50ms /1d of 99%" in table and "overspent 25.0x" in table
+        )  # -2400 % left, in words
 
         page = StatusPage(lambda: config, store, clock=lambda: now).html()
         assert 'data-latency="web"' in page and '<b data-figure="latency">75.000%</b>' in page

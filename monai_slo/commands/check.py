@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from monai_slo.checks.base import CheckResult
 from monai_slo.commands.exit_codes import ExitCode
+from monai_slo.commands.output import print_data
 from monai_slo.config.model import CheckRef, Config
 from monai_slo.daemon.runner import CheckRunner
 
@@ -35,15 +36,20 @@ def run_checks_once(refs: Sequence[CheckRef], workers: int) -> list[tuple[CheckR
     return [(ref, results[ref.key]) for ref in refs]
 
 
-def check_command(config: Config, service: str | None) -> int:
-    from monai_slo.commands.tables import check_table, console
+def check_command(
+    config: Config, service: str | None, output: str = "table", *, wide: bool = False
+) -> int:
+    from monai_slo.commands.tables import check_rows, check_table, console
 
     refs = [ref for ref in config.checks() if service in (None, ref.service)]
     if not refs:
         print(f"no service named {service!r} in {config.source}", file=sys.stderr)
         return ExitCode.USAGE
     results = run_checks_once(refs, config.workers)
-    console().print(check_table(results))
     failed = sum(1 for _, result in results if not result.success)
+    if output != "table":
+        print_data(check_rows(results), output)
+        return ExitCode.FAILED if failed else ExitCode.OK
+    console().print(check_table(results, wide=wide))
     print(f"{len(results) - failed} passed, {failed} failed")
     return ExitCode.FAILED if failed else ExitCode.OK

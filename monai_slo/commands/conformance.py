@@ -23,6 +23,7 @@ from monai_slo.checks import host
 from monai_slo.checks.base import Deadline
 from monai_slo.checks.hostinfo import HostProbe
 from monai_slo.commands.exit_codes import ExitCode
+from monai_slo.commands.output import print_data
 from monai_slo.commands.tables import console
 from monai_slo.config.model import Config
 from monai_slo.safe_text import cell
@@ -89,7 +90,9 @@ def conformance_table(assessed: list[tuple[Target, host.Assessment]]) -> Table:
     return table
 
 
-def conformance_command(config: Config, probe: HostProbe | None = None) -> int:
+def conformance_command(
+    config: Config, probe: HostProbe | None = None, output: str = "table"
+) -> int:
     """Print each requirement with its spec sentence, measured value and pass/fail; exit code.
 
     ``probe`` replaces the real measurements (tests); each is taken once per command.
@@ -100,6 +103,31 @@ def conformance_command(config: Config, probe: HostProbe | None = None) -> int:
         (target, host.assess(target.config, target.tier, Deadline(target.config.timeout), measure))
         for target in chosen
     ]
+    enforced = [r for _, a in assessed for r in a.requirements if r.enforced]
+    failed = [r for r in enforced if not r.ok]
+    if output != "table":
+        print_data(
+            {
+                "conformant": not failed,
+                "requirements": [
+                    {
+                        "scope": target.scope,
+                        "tier": target.tier,
+                        "requirement": r.name,
+                        "path": r.path,
+                        "spec": r.source,
+                        "expected": r.expected,
+                        "measured": r.measured,
+                        "enforced": r.enforced,
+                        "ok": r.ok,
+                    }
+                    for target, assessment in assessed
+                    for r in assessment.requirements
+                ],
+            },
+            output,
+        )
+        return ExitCode.FAILED if failed else ExitCode.OK
     out = console()
     if defaulted:
         out.print(
@@ -107,8 +135,6 @@ def conformance_command(config: Config, probe: HostProbe | None = None) -> int:
             "environment (add a check of kind host to choose one and add extras)"
         )
     out.print(conformance_table(assessed))
-    enforced = [r for _, a in assessed for r in a.requirements if r.enforced]
-    failed = [r for r in enforced if not r.ok]
     if failed:
         out.print(f"NOT conformant: {len(failed)} of {len(enforced)} requirements failed")
         return ExitCode.FAILED

@@ -9,6 +9,7 @@ import time
 from rich.table import Table
 
 from monai_slo.commands.exit_codes import ExitCode
+from monai_slo.commands.output import print_data
 from monai_slo.commands.tables import console
 from monai_slo.config.maintenance import utc
 from monai_slo.config.model import Config, Service
@@ -92,7 +93,7 @@ def stop(
     return ExitCode.OK
 
 
-def list_windows(config: Config, *, past: float) -> int:
+def list_windows(config: Config, *, past: float, output: str = "table") -> int:
     """Active and upcoming windows (config and CLI), and those ended within ``past`` seconds."""
     now = time.time()
     horizon = now + 7 * 86400
@@ -105,7 +106,8 @@ def list_windows(config: Config, *, past: float) -> int:
             store.close()
     table = Table(title="maintenance", title_justify="left")
     for column in ("ID", "ENVIRONMENT", "SERVICE", "START", "END", "STATE", "SOURCE", "REASON"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
+    data: list[dict[str, object]] = []
     rows = set()
     for service in config.services():
         for window in maintenance_windows(service, stored, now - past, horizon):
@@ -117,6 +119,19 @@ def list_windows(config: Config, *, past: float) -> int:
             state = (
                 "active" if window.active(now) else ("ended" if window.end <= now else "planned")
             )
+            source = "config" if window.id is None else "cli"
+            data.append(
+                {
+                    "id": window.id,
+                    "environment": service.environment,
+                    "service": scope,
+                    "start": utc(window.start),
+                    "end": utc(window.end),
+                    "state": state,
+                    "source": source,
+                    "reason": window.reason,
+                }
+            )
             table.add_row(
                 "" if window.id is None else str(window.id),
                 service.environment,
@@ -124,8 +139,11 @@ def list_windows(config: Config, *, past: float) -> int:
                 utc(window.start),
                 utc(window.end),
                 state,
-                "config" if window.id is None else "cli",
+                source,
                 cell(window.reason),
             )
-    console().print(table)
+    if output != "table":
+        print_data(data, output)
+    else:
+        console().print(table)
     return ExitCode.OK

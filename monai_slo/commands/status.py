@@ -7,11 +7,12 @@ import sys
 import time
 
 from monai_slo.commands.exit_codes import ExitCode
+from monai_slo.commands.output import print_data
 from monai_slo.config.model import Config
 
 
-def status_command(config: Config) -> int:
-    from monai_slo.commands.tables import console, service_checks_table, status_table
+def status_command(config: Config, output: str = "table", *, wide: bool = False) -> int:
+    from monai_slo.commands.tables import console, service_checks_table, status_data, status_table
     from monai_slo.history.evaluation import evaluate
     from monai_slo.history.store import HistoryStore
 
@@ -23,7 +24,10 @@ def status_command(config: Config) -> int:
         reports = evaluate(config, store, time.time())
     finally:
         store.close()
+    if output != "table":
+        print_data(status_data(reports), output)
+        return ExitCode.OK
     out = console()
-    out.print(status_table(reports))
-    out.print(service_checks_table(reports))
+    out.print(status_table(reports, wide=wide, width=out.width))
+    out.print(service_checks_table(reports, wide=wide))
     return ExitCode.OK

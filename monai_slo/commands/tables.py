@@ -1,13 +1,22 @@
-"""Tables a person reads at a glance: check results, service status, the tier table."""
+"""Tables a person reads at a glance, and the same facts as data for scripts (``-o json``).
+
+The default layouts are whole at 100 columns and readable at 80 (the status table becomes one
+block per service below 100 columns); ``--wide`` shows every column. Numbers are never cut:
+their columns do not wrap, names and details do.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from monai_slo.checks.base import CheckResult
 from monai_slo.config.model import CheckRef
@@ -24,78 +33,94 @@ _STATE_STYLE = {
 }
 SUMMARY_WINDOWS = ("1h", "1d")
 _MAINTENANCE = " [cyan](maintenance)[/]"
+COMPACT_WIDTH = 100
+"""Below this many columns the status table is printed one block per service."""
+BURN_NOTE = (
+    "burn: how fast the error budget is being spent; 1x spends it exactly over the SLO "
+    "window, 14.4x spends a 30-day budget in 2 days"
+)
 
 
 def console() -> Console:
-    # Piped output (logs, CI) gets wide, colourless lines instead of wrapping at 80.
+    # A terminal gets its own width; piped output (logs, CI) gets COLUMNS, or wide lines.
     tty = sys.stdout.isatty()
-    return Console(width=None if tty else 200, no_color=not tty, highlight=False)
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() else (None if tty else 200)
+    return Console(width=width, no_color=not tty, highlight=False)
 
 
 def percent(ratio: float | None, digits: int = 3) -> str:
     return "—" if ratio is None else f"{ratio * 100:.{digits}f}%"
 
 
-def check_table(results: Sequence[tuple[CheckRef, CheckResult]]) -> Table:
-    table = Table(title="checks", title_justify="left")
-    for column in ("ENVIRONMENT", "SERVICE", "CHECK", "KIND", "RESULT", "TIME", "REASON", "DETAIL"):
-        table.add_column(column, justify="right" if column == "TIME" else "left", overflow="fold")
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+
+
+def _number_column(table: Table, name: str) -> None:
+    table.add_column(name, justify="right", no_wrap=True)
+
+
+def _name(*parts: str) -> Text:
+    return cell(" / ".join(parts))
+
+
+def check_table(results: Sequence[tuple[CheckRef, CheckResult]], *, wide: bool = False) -> Table:
+    table = _table("checks")
+    if wide:
+        for column in ("ENVIRONMENT", "SERVICE", "CHECK", "KIND"):
+            table.add_column(column, overflow="fold")
+    else:
+        table.add_column("SERVICE / CHECK", overflow="fold", ratio=1)
+    table.add_column("RESULT", no_wrap=True)
+    _number_column(table, "TIME")
+    table.add_column("REASON / DETAIL", overflow="fold", ratio=2)
     for ref, result in results:
+        names: list[RenderableType] = (
+            [ref.environment, ref.service, ref.config.name, ref.config.kind]
+            if wide
+            else [_name(ref.service, ref.config.name)]
+        )
+        why = "" if result.success else f"{result.reason or ''}: "
         table.add_row(
-            ref.environment,
-            ref.service,
-            ref.config.name,
-            ref.config.kind,
+            *names,
             "[green]ok[/]" if result.success else "[bold red]FAIL[/]",
             f"{result.duration * 1000:.1f} ms",
-            result.reason or "",
-            cell(result.detail),
+            cell(f"{why}{result.detail}", 400),
         )
     return table
 
 
-def status_table(reports: Iterable[ServiceReport]) -> Table:
-    table = Table(title="services", title_justify="left")
-    for column in (
-        "ENVIRONMENT",
-        "TIER",
-        "SERVICE",
-        "STATE",
-        *SUMMARY_WINDOWS,
-        "SLO WINDOW",
-        "OBJECTIVE",
-        "BUDGET LEFT",
-        "BURN 1h",
-        "COVERAGE",
-    ):
-        table.add_column(
-            column,
-            justify="left" if column in {"ENVIRONMENT", "TIER", "SERVICE", "STATE"} else "right",
-        )
-    for report in reports:
-        service = report.service
-        by_label = {w.label: w for w in report.windows}
-        slo = report.slo_window
-        burn = by_label["1h"].burn_rate
-        table.add_row(
-            service.environment,
-            service.tier,
-            service.name,
-            _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else ""),
-            *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
-            f"{percent(slo.stats.availability)} /{slo.label}",
-            "best effort" if service.objective is None else f"{service.objective:g}%",
-            _budget(report.budget_remaining),
-            "—" if burn is None else f"{burn:.2f}x",
-            percent(slo.stats.coverage, 1),
-        )
-    return table
+def check_rows(results: Sequence[tuple[CheckRef, CheckResult]]) -> list[dict[str, Any]]:
+    """What ``check_table`` shows, as data."""
+    return [
+        {
+            "environment": ref.environment,
+            "service": ref.service,
+            "check": ref.config.name,
+            "kind": ref.config.kind,
+            "success": result.success,
+            "duration_seconds": round(result.duration, 6),
+            "reason": None if result.reason is None else str(result.reason),
+            "detail": result.detail,
+        }
+        for ref, result in results
+    ]
+
+
+def budget_words(remaining: float | None) -> str:
+    """``62.5% left``, or ``overspent 6.6x`` once more than the whole budget is used."""
+    if remaining is None:
+        return "—"
+    if remaining < 0:
+        return f"overspent {1 - remaining:.1f}x"
+    return f"{remaining * 100:.1f}% left"
 
 
 def _budget(remaining: float | None) -> str:
+    text = budget_words(remaining)
     if remaining is None:
-        return "—"
-    text = f"{remaining * 100:.1f}%"
+        return text
     return (
         f"[bold red]{text}[/]"
         if remaining < 0
@@ -103,38 +128,188 @@ def _budget(remaining: float | None) -> str:
     )
 
 
-def service_checks_table(reports: Iterable[ServiceReport]) -> Table:
-    table = Table(title="checks (last result)", title_justify="left")
-    for column in (
-        "ENVIRONMENT",
-        "SERVICE",
-        "CHECK",
-        "KIND",
-        "STATE",
-        "LAST RUN",
-        "TIME",
-        "RUNS OK",
-        "LATENCY",
-        "REASON / DETAIL",
-    ):
-        table.add_column(column, overflow="fold")
+def _objective(objective: float | None) -> str:
+    return "best effort" if objective is None else f"{objective:g}%"
+
+
+def _burn(burn: float | None) -> str:
+    return "—" if burn is None else f"{burn:.2f}x"
+
+
+def status_table(
+    reports: Iterable[ServiceReport], *, wide: bool = False, width: int | None = None
+) -> RenderableType:
+    """The services, as a table (or one block per service when ``width`` < 100)."""
+    reports = list(reports)
+    if not wide and width is not None and width < COMPACT_WIDTH:
+        return _status_blocks(reports)
+    table = _table("services")
+    if wide:
+        table.add_column("ENVIRONMENT", overflow="fold")
+        table.add_column("TIER", no_wrap=True)
+        table.add_column("SERVICE", overflow="fold")
+    else:
+        table.add_column("SERVICE", overflow="fold", ratio=1)
+    table.add_column("STATE", no_wrap=True)
+    for column in (*SUMMARY_WINDOWS, "SLO WINDOW", "OBJECTIVE", "BUDGET", "BURN 1h"):
+        _number_column(table, column)
+    if wide:
+        _number_column(table, "COVERAGE")
+    environment = None
+    for report in reports:
+        service = report.service
+        by_label = {w.label: w for w in report.windows}
+        slo = report.slo_window
+        if not wide and service.environment != environment:
+            # The environment heads its services, leaving their column to the service name.
+            environment = service.environment
+            table.add_row(Text(f"{environment} ({service.tier})", style="bold"))
+        names: list[RenderableType] = (
+            [service.environment, service.tier, service.name]
+            if wide
+            else [cell(f"  {service.name}")]
+        )
+        row: list[RenderableType] = [
+            *names,
+            _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else ""),
+            *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
+            f"{percent(slo.stats.availability)} /{slo.label}",
+            _objective(service.objective),
+            _budget(report.budget_remaining),
+            _burn(by_label["1h"].burn_rate),
+        ]
+        if wide:
+            row.append(percent(slo.stats.coverage, 1))
+        table.add_row(*row)
+    table.caption = BURN_NOTE
+    return table
+
+
+def _status_blocks(reports: Sequence[ServiceReport]) -> RenderableType:
+    blocks: list[RenderableType] = [Text("services", style="italic")]
+    for report in reports:
+        service = report.service
+        by_label = {w.label: w for w in report.windows}
+        slo = report.slo_window
+        block = Table.grid(padding=(0, 2))
+        block.add_column(no_wrap=True)
+        block.add_column(overflow="fold")
+        block.title = f"{service.environment} / {service.name}"
+        block.title_justify = "left"
+        state = _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else "")
+        block.add_row("state", f"{state}  ({service.tier})")
+        block.add_row(
+            "availability",
+            "  ".join(
+                f"{label} {percent(by_label[label].stats.availability)}"
+                for label in SUMMARY_WINDOWS
+            )
+            + f"  {slo.label} {percent(slo.stats.availability)}",
+        )
+        block.add_row(
+            "objective",
+            f"{_objective(service.objective)}  budget {_budget(report.budget_remaining)}"
+            f"  burn 1h {_burn(by_label['1h'].burn_rate)}",
+        )
+        blocks.append(block)
+    blocks.append(Text(BURN_NOTE, style="dim"))
+    return Group(*blocks)
+
+
+def status_data(reports: Iterable[ServiceReport]) -> dict[str, Any]:
+    """What ``status`` shows, as data: services with every window, and their checks."""
+    services, checks = [], []
+    for report in reports:
+        service = report.service
+        services.append(
+            {
+                "environment": service.environment,
+                "tier": str(service.tier),
+                "service": service.name,
+                "state": report.state.name.lower(),
+                "maintenance": report.maintenance_active,
+                "objective_percent": service.objective,
+                "slo_window": report.slo_window.label,
+                "error_budget_remaining_ratio": report.budget_remaining,
+                "windows": {
+                    w.label: {
+                        "availability_ratio": w.stats.availability,
+                        "data_coverage_ratio": w.stats.coverage,
+                        "burn_rate": w.burn_rate,
+                    }
+                    for w in (*report.windows, report.slo_window)
+                },
+            }
+        )
+        latency = {lr.ref.key: lr for lr in report.latency}
+        for check in report.checks:
+            last = check.last
+            objective = latency.get(check.ref.key)
+            checks.append(
+                {
+                    "environment": service.environment,
+                    "service": service.name,
+                    "check": check.ref.config.name,
+                    "kind": check.ref.config.kind,
+                    "state": check.state.name.lower(),
+                    "last_run": None if last is None else last.timestamp,
+                    "last_duration_seconds": None if last is None else last.duration,
+                    "runs": check.runs,
+                    "failures": check.failures,
+                    "reason": None if last is None or last.success else str(last.reason),
+                    "detail": None if last is None or last.success else last.detail,
+                    "latency": None
+                    if objective is None
+                    else {
+                        "threshold_seconds": objective.threshold,
+                        "objective_ratio": objective.objective_ratio,
+                        "ratio": objective.slo_window.stats.ratio,
+                        "error_budget_remaining_ratio": objective.budget_remaining,
+                    },
+                }
+            )
+    return {"services": services, "checks": checks}
+
+
+def service_checks_table(reports: Iterable[ServiceReport], *, wide: bool = False) -> Table:
+    reports = list(reports)
+    # Latency objectives are shown whenever one exists: they are part of the verdict.
+    with_latency = wide or any(report.latency for report in reports)
+    table = _table("checks (last result)")
+    if wide:
+        for column in ("ENVIRONMENT", "SERVICE", "CHECK", "KIND"):
+            table.add_column(column, overflow="fold")
+    else:
+        table.add_column("SERVICE / CHECK", overflow="fold", ratio=1)
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("LAST RUN", no_wrap=True)
+    if wide:
+        _number_column(table, "TIME")
+    _number_column(table, "RUNS OK")
+    if with_latency:
+        table.add_column("LATENCY", overflow="fold")
+    table.add_column("REASON / DETAIL", overflow="fold", ratio=2)
     for report in reports:
         latency = {lr.ref.key: lr for lr in report.latency}
         for check in report.checks:
             last = check.last
             ok_ratio = None if check.runs == 0 else (check.runs - check.failures) / check.runs
-            table.add_row(
-                report.service.environment,
-                report.service.name,
-                check.ref.config.name,
-                check.ref.config.kind,
-                _STATE_STYLE[check.state],
-                "never" if last is None else _ago(last.timestamp),
-                "" if last is None else f"{last.duration * 1000:.1f} ms",
-                f"{percent(ok_ratio, 2)} of {check.runs}",
-                _latency(latency.get(check.ref.key)),
-                "" if last is None or last.success else cell(f"{last.reason}: {last.detail}"),
+            ref = check.ref
+            row: list[RenderableType] = (
+                [report.service.environment, report.service.name, ref.config.name, ref.config.kind]
+                if wide
+                else [_name(report.service.name, ref.config.name)]
             )
+            row += [_STATE_STYLE[check.state], "never" if last is None else _ago(last.timestamp)]
+            if wide:
+                row.append("" if last is None else f"{last.duration * 1000:.1f} ms")
+            row.append(f"{percent(ok_ratio, 2)} of {check.runs}")
+            if with_latency:
+                row.append(_latency(latency.get(ref.key)))
+            row.append(
+                "" if last is None or last.success else cell(f"{last.reason}: {last.detail}", 400)
+            )
+            table.add_row(*row)
     return table
 
 
@@ -146,7 +321,7 @@ def _latency(report: LatencyReport | None) -> str:
     burn = next((w.burn_rate for w in report.windows if w.label == "1h"), None)
     return (
         f"{percent(slo.stats.ratio, 2)} ≤ {format_duration(report.threshold)} /{slo.label} "
-        f"of {report.objective_ratio * 100:g}%, budget {_budget(report.budget_remaining)}, "
+        f"of {report.objective_ratio * 100:g}%, budget {budget_words(report.budget_remaining)}, "
         f"burn 1h {'—' if burn is None else f'{burn:.2f}x'}"
     )
 
@@ -191,3 +366,30 @@ def _downtime_range(low: float, high: float, period: float) -> str:
     most = format_duration(allowed_downtime(low, period))
     least = format_duration(allowed_downtime(high, period))
     return f"{most} at {low:g}% … {least} at {high:g}%"
+
+
+def tiers_rows() -> list[dict[str, Any]]:
+    """The tier table as data, with allowed downtime in seconds at each bound."""
+    rows = []
+    for tier in TIERS.values():
+        bounds = [] if tier.best_effort else [tier.min_objective, tier.max_objective]
+        rows.append(
+            {
+                "tier": tier.name,
+                "environment": tier.title,
+                "spec_availability": tier.spec_availability,
+                "best_effort": tier.best_effort,
+                "default_objective_percent": tier.default_objective,
+                "min_objective_percent": tier.min_objective,
+                "max_objective_percent": tier.max_objective,
+                "allowed_downtime_seconds": {
+                    f"{bound:g}": {
+                        "year": allowed_downtime(bound, YEAR_SECONDS),
+                        "30d": allowed_downtime(bound, MONTH_SECONDS),
+                    }
+                    for bound in bounds
+                    if bound is not None
+                },
+            }
+        )
+    return rows
