@@ -31,6 +31,11 @@ NETWORK: dict[str, Callable[[int], dict[str, Any]]] = {
     # a plain connect to a silent peer succeeds, so the contract uses the TLS handshake
     "tcp": lambda port: {"host": "127.0.0.1", "port": port, "tls": True},
     "ssh": lambda port: {"host": "127.0.0.1", "port": port},
+    # the canary's C-STORE meets the peer first
+    "study_flow": lambda port: {
+        "send": {"host": "127.0.0.1", "port": port, "called_aet": "ROUTER"},
+        "arrive": [{"name": "pacs", "host": "127.0.0.1", "port": port, "called_aet": "PACS"}],
+    },
 }
 LOCAL: dict[str, dict[str, Any]] = {"gpu": {}, "host": {"tier": "desktop"}}
 

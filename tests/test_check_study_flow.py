@@ -281,13 +281,21 @@ def test_broken_forwarding_is_not_arrived_naming_the_stage(
     assert 2.0 - 0.05 <= took < 2.5  # the last look-up may end just short of the deadline
 
 
-def test_send_refused_is_store_failed(tmp_path: Path, orthanc_pacs: OrthancPeer) -> None:
-    # Orthanc's HTTP port: it answers the A-ASSOCIATE-RQ with no DICOM at all.
-    not_dicom = Spot("ROUTER", orthanc_pacs.http_port)
-    check = _flow(not_dicom, _dicom_stage(orthanc_pacs), timeout="2s", interval="3s")
-    result = execute(_ref(tmp_path, check))
+def test_send_rejected_is_store_failed(tmp_path: Path, orthanc_pacs: OrthancPeer) -> None:
+    with PynetdicomPeer(aet="ROUTER") as no_storage:  # Verification only: SC not accepted
+        check = _flow(no_storage, _dicom_stage(orthanc_pacs), timeout="2s", interval="3s")
+        result = execute(_ref(tmp_path, check))
     assert result.reason is FailureReason.STORE_FAILED, result.detail
-    assert "C-STORE of the canary" in result.detail
+    assert "C-STORE of the canary to ROUTER@" in result.detail
+    assert "context_rejected" in result.detail
+
+
+def test_router_not_listening_is_refused(tmp_path: Path, orthanc_pacs: OrthancPeer) -> None:
+    check = _flow(
+        Spot("ROUTER", free_port()), _dicom_stage(orthanc_pacs), timeout="2s", interval="3s"
+    )
+    result = execute(_ref(tmp_path, check))
+    assert result.reason is FailureReason.REFUSED, result.detail
 
 
 def test_stage_look_up_failure_says_its_reason(tmp_path: Path, router: OrthancRouter) -> None:

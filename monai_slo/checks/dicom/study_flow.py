@@ -15,7 +15,9 @@ to the stage's ``poll``, so a fast flow's latency is measured to within a quarte
 itself. Latency per stage runs from the C-STORE's success to the first look-up that saw
 the canary there; end to end is the last stage's. A canary not seen at every stage by the
 check's ``timeout`` is ``not_arrived``, naming the first stage that never saw it (or, when
-that stage's look-ups themselves failed, their reason: ``refused``, ``tls`` ...).
+that stage's look-ups themselves failed, their reason: ``refused``, ``tls`` ...). A send
+the router rejects (association, context, C-STORE status) is ``store_failed``; a router not
+there at all keeps the usual reason (``refused``, ``timeout``, ``tls`` ...).
 
 ``cleanup`` deletes the canary study from the last stage once it was seen there, through
 the Orthanc REST API at that stage's ``orthanc_url`` (``POST /tools/lookup``, then
@@ -91,6 +93,20 @@ _POLL_SHARE = 0.25
 _DEFAULT_STEP_TIMEOUT = 10.0
 # A poll this close to the run's deadline is its last: no look-up could finish in time.
 _LAST_POLL_MARGIN = 0.01
+
+# Send failures that keep their own reason (nothing DICOM was said); every other one (an
+# association rejected or aborted, the context or the C-STORE refused) is store_failed.
+_TRANSPORT = frozenset(
+    {
+        FailureReason.TIMEOUT,
+        FailureReason.REFUSED,
+        FailureReason.UNREACHABLE,
+        FailureReason.DNS,
+        FailureReason.CONNECTION,
+        FailureReason.TLS,
+        FailureReason.PROTOCOL,
+    }
+)
 
 _UID_ROOT = re.compile(r"^(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*\.$")
 _MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$")
@@ -452,11 +468,17 @@ class _Canary:
         if outcome.success and store.stored_at is not None:
             self.stored_at = store.stored_at
             return None
-        reason = outcome.reason.value if outcome.reason is not None else "failed"
+        where = f"{send.called_aet}@{send.host}:{send.port}"
+        if outcome.reason in _TRANSPORT:  # the router is not there: said as every kind says it
+            return CheckOutcome.fail(
+                outcome.reason,
+                f"C-STORE of the canary to {where}: {outcome.detail}",
+                outcome.values,
+            )
+        reason = outcome.reason.value if outcome.reason is not None else "no answer"
         return CheckOutcome.fail(
             FailureReason.STORE_FAILED,
-            f"C-STORE of the canary to {send.called_aet}@{send.host}:{send.port} "
-            f"failed ({reason}): {outcome.detail}",
+            f"C-STORE of the canary to {where} failed ({reason}): {outcome.detail}",
             outcome.values,
         )
 
