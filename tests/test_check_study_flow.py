@@ -381,8 +381,27 @@ def test_daemon_records_the_outage_of_a_broken_flow(
         assert abs(down - (mended - broken)) <= interval + 0.3, (down, mended - broken)
         in_flight = daemon.view.in_flight()
         assert in_flight.get(ref.key, 0) <= ref.config.max_in_flight  # type: ignore[attr-defined]
+        port = int(daemon.config.listen.rsplit(":", 1)[1])
+        scraped = _scrape(port)
+        histogram = f"{metric_names.STUDY_FLOW_LATENCY_SECONDS}_count"
+        assert _total(scraped, histogram, stage="pacs") >= 2
+        assert _total(scraped, histogram, stage="end_to_end") >= 2
+        assert 0 < _total(scraped, metric_names.STUDY_FLOW_LAST_LATENCY_SECONDS, stage="pacs") < 2.5
+        assert (metric_names.STUDY_FLOW_IN_FLIGHT, frozenset(_labels(ref).items())) in scraped
+        failures = metric_names.total(metric_names.CHECK_FAILURES)
+        assert _total(scraped, failures, reason="not_arrived") >= 1
     finally:
         daemon.stop()
+
+
+def _labels(ref: CheckRef) -> dict[str, str]:
+    return {
+        "environment": ref.environment,
+        "tier": ref.tier,
+        "service": ref.service,
+        "check": ref.config.name,
+        "kind": ref.config.kind,
+    }
 
 
 def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
