@@ -267,7 +267,7 @@ def _exchange(
     result = Response()
 
     phase.now = f"connecting to {format_host(host, port)}"
-    context = config.shared_tls_context() if https else None
+    context = config.tls_context(shared=True) if https else None
     sock = connect(host, port, deadline)
     if context is not None:
         phase.now = "in the TLS handshake"

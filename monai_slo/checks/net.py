@@ -93,18 +93,11 @@ class TlsClientOptions(BaseModel):
             raise ValueError("client_key needs client_cert")
         return self
 
-    def tls_context(self) -> ssl.SSLContext:
-        """A fresh context from these options (see :func:`tls_context`)."""
-        return tls_context(
-            ca_file=self.ca_file,
-            verify=self.tls_verify,
-            client_cert=self.client_cert,
-            client_key=self.client_key,
-        )
-
-    def shared_tls_context(self) -> ssl.SSLContext:
-        """The shared context for these options (see :func:`shared_tls_context`)."""
-        return shared_tls_context(
+    def tls_context(self, *, shared: bool) -> ssl.SSLContext:
+        """The context for these options: the one shared while its files are unchanged
+        (:func:`shared_tls_context`), or a fresh one the caller may change."""
+        make = shared_tls_context if shared else tls_context
+        return make(
             ca_file=self.ca_file,
             verify=self.tls_verify,
             client_cert=self.client_cert,

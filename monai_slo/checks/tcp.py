@@ -38,7 +38,7 @@ def run(config: Config, deadline: Deadline) -> CheckOutcome:
     where = format_host(config.host, config.port)
     values: dict[str, float] = {}
     try:
-        context = config.shared_tls_context() if config.tls else None
+        context = config.tls_context(shared=True) if config.tls else None
         sock = connect(config.host, config.port, deadline)
         if context is None:
             sock.close()

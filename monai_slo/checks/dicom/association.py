@@ -36,26 +36,8 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.dicom import outcomes
 from monai_slo.checks.dicom.common import DEFAULT_READ_LIMIT, DicomConfig, bounded, lookup
-from monai_slo.checks.dicom.outcomes import (
-    DURING_ASSOCIATION,
-    IN_ASSOCIATION_ANSWER,
-    abort_outcome,
-    after_request,
-    closed_after_request,
-    closed_before_answer,
-    connect_failure,
-    context_rejected,
-    invalid_response,
-    malformed_accept,
-    malformed_pdu,
-    no_association_answer,
-    no_response,
-    read_limit_failure,
-    rejection,
-    release_not_confirmed,
-    still_sending,
-)
 from monai_slo.checks.net import (
     CERT_EXPIRY,
     ProbeFailure,
@@ -124,9 +106,9 @@ class DicomExchange(ABC):
         """The peer accepted the association but none of the proposed contexts."""
         rejected = assoc.rejected_contexts
         if not rejected:
-            return context_rejected(None, None, config)
+            return outcomes.context_rejected(None, None, config)
         context = rejected[0]
-        return context_rejected(str(context.abstract_syntax), context.result, config)
+        return outcomes.context_rejected(str(context.abstract_syntax), context.result, config)
 
 
 # --- The socket under pynetdicom ------------------------------------------------------------
@@ -179,14 +161,14 @@ class _RecordingSocket(socket.socket):
             raise
         self.read_total += len(data)
         if self.read_limit is not None and self.read_total > self.read_limit:
-            self.overrun = read_limit_failure(self.read_limit)
+            self.overrun = outcomes.read_limit_failure(self.read_limit)
             raise ConnectionAbortedError(errno.ECONNABORTED, self.overrun.detail)
         return data
 
     def expect(self, size: int) -> None:
         """Fail now if reading ``size`` more bytes would pass the limit (an announced length)."""
         if self.read_limit is not None and self.read_total + size > self.read_limit:
-            self.overrun = self.overrun or read_limit_failure(self.read_limit)
+            self.overrun = self.overrun or outcomes.read_limit_failure(self.read_limit)
             raise ConnectionAbortedError(errno.ECONNABORTED, self.overrun.detail)
 
     def _before_read(self) -> None:
@@ -262,7 +244,7 @@ class _Tls:
 def _tls(config: DicomConfig) -> _Tls | None:
     if not config.tls:
         return None
-    context = config.tls_context()  # a fresh one per run: it gets our socket class
+    context = config.tls_context(shared=False)  # it gets our socket class
     context.sslsocket_class = _RecordingTLSSocket
     return _Tls(context, config.server_name or config.host, config.min_days_valid)
 
@@ -593,7 +575,7 @@ def _classify(
         return overrun.outcome()  # whatever else was said, the peer sent too much
     if verdict is not None:
         if verdict.success and not trace.released:
-            return release_not_confirmed(verdict)
+            return outcomes.release_not_confirmed(verdict)
         return verdict
     return (
         _transport_failure(config, sock, trace)
@@ -612,11 +594,13 @@ def _transport_failure(
     error = raw.connect_error if raw is not None else None
     if raw is not None and raw.overrun is not None:
         during = (
-            after_request(trace.operation) if _established(sock.assoc) else IN_ASSOCIATION_ANSWER
+            outcomes.after_request(trace.operation)
+            if _established(sock.assoc)
+            else outcomes.IN_ASSOCIATION_ANSWER
         )
-        return still_sending(during, config)
+        return outcomes.still_sending(during, config)
     if error is not None:
-        return connect_failure(error, config, trace.connect_wait)
+        return outcomes.connect_failure(error, config, trace.connect_wait)
     if not trace.connected:
         return CheckOutcome.fail(
             FailureReason.CONNECTION, f"could not open a connection to {config.target}"
@@ -630,11 +614,15 @@ def _established(assoc: Association) -> bool:
 
 
 def _peer_failure(assoc: Association, trace: _Trace) -> CheckOutcome | None:
-    during = after_request(trace.operation) if _established(assoc) else DURING_ASSOCIATION
+    during = (
+        outcomes.after_request(trace.operation)
+        if _established(assoc)
+        else outcomes.DURING_ASSOCIATION
+    )
     if trace.peer_aborted:
-        return abort_outcome(trace.abort_pdu, during)
+        return outcomes.abort_outcome(trace.abort_pdu, during)
     if trace.invalid_pdu:
-        return malformed_pdu(during)
+        return outcomes.malformed_pdu(during)
     return None
 
 
@@ -642,12 +630,12 @@ def _negotiation_failure(
     config: DicomConfig, service: DicomExchange, assoc: Association, trace: _Trace
 ) -> CheckOutcome | None:
     if trace.reject_pdu is not None:
-        return rejection(trace.reject_pdu, config)
+        return outcomes.rejection(trace.reject_pdu, config)
     rsp = assoc.acceptor.primitive
     if not isinstance(rsp, A_ASSOCIATE):
         if trace.connection_dropped:
-            return closed_before_answer()
-        return no_association_answer(trace.acse_wait)
+            return outcomes.closed_before_answer()
+        return outcomes.no_association_answer(trace.acse_wait)
     malformed = _malformed_answer(rsp)
     if malformed is not None:
         return malformed
@@ -671,7 +659,7 @@ def _malformed_answer(rsp: A_ASSOCIATE) -> CheckOutcome | None:
         missing = "user information"
     else:
         return None
-    return malformed_accept(missing)
+    return outcomes.malformed_accept(missing)
 
 
 def _no_response(
@@ -680,9 +668,9 @@ def _no_response(
     """Established, but no usable answer to the exchange."""
     operation = trace.operation
     if trace.connection_dropped:
-        return closed_after_request(operation)
+        return outcomes.closed_after_request(operation)
     if sock.thread_failed:
-        return invalid_response(operation)
+        return outcomes.invalid_response(operation)
     if sock.assoc.dimse.message is not None and trace.deadline.expired:
         # Fragments kept coming but the message never completed: slow, not garbled.
         return CheckOutcome.fail(
@@ -691,5 +679,5 @@ def _no_response(
             f"({config.timeout:g}s) was reached",
         )
     if trace.data_received:
-        return invalid_response(operation)
-    return no_response(operation, trace.dimse_wait)
+        return outcomes.invalid_response(operation)
+    return outcomes.no_response(operation, trace.dimse_wait)

@@ -46,28 +46,8 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.status import VERIFICATION_SERVICE_CLASS_STATUS
 
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
+from monai_slo.checks.dicom import outcomes
 from monai_slo.checks.dicom.common import DEFAULT_READ_LIMIT, DicomConfig, bounded, lookup
-from monai_slo.checks.dicom.outcomes import (
-    DURING_ASSOCIATION,
-    IN_ASSOCIATION_ANSWER,
-    abort_outcome,
-    after_request,
-    closed_after_request,
-    closed_before_answer,
-    connect_failure,
-    dimse_failure,
-    echo_accepted,
-    invalid_response,
-    malformed_accept,
-    malformed_pdu,
-    no_association_answer,
-    no_response,
-    read_limit_failure,
-    rejection,
-    release_not_confirmed,
-    still_sending,
-    verification_not_accepted,
-)
 from monai_slo.checks.net import ProbeFailure, quick_ack
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -241,7 +221,7 @@ def echo(config: DicomConfig, deadline: Deadline) -> CheckOutcome:
         try:
             sock.connect((address, config.port))
         except OSError as exc:
-            return connect_failure(exc, config, connect_wait)
+            return outcomes.connect_failure(exc, config, connect_wait)
         return _associated(
             _Connection(sock), config, deadline, requests(config.calling_aet, config.called_aet)
         )
@@ -268,11 +248,11 @@ def _associated(
             conn.abort(sent)  # the association is in no state to be released
             return verdict
         if not _release(conn, config, deadline, sent) and verdict.success:
-            return release_not_confirmed(verdict)
+            return outcomes.release_not_confirmed(verdict)
         return verdict
     except _TooMuch:
         conn.abort(sent)
-        return read_limit_failure(conn.limit).outcome()
+        return outcomes.read_limit_failure(conn.limit).outcome()
 
 
 def _negotiate(
@@ -287,27 +267,27 @@ def _negotiate(
         return _association_answer(*conn.read(until), config)
     except TimeoutError:
         if conn.mid_pdu:
-            return still_sending(IN_ASSOCIATION_ANSWER, config)
-        return no_association_answer(acse_wait)
+            return outcomes.still_sending(outcomes.IN_ASSOCIATION_ANSWER, config)
+        return outcomes.no_association_answer(acse_wait)
     except _Closed:
-        return closed_before_answer()
+        return outcomes.closed_before_answer()
     except _TooMuch:
         raise
     except _Malformed as exc:
         conn.abort(sent)
-        return malformed_accept(str(exc))
+        return outcomes.malformed_accept(str(exc))
     except Exception:  # _Garbage, or whatever the decoders make of it
         conn.abort(sent)
-        return malformed_pdu(DURING_ASSOCIATION)
+        return outcomes.malformed_pdu(outcomes.DURING_ASSOCIATION)
 
 
 def _association_answer(pdu_type: int, pdu: bytes, config: DicomConfig) -> CheckOutcome | None:
     if pdu_type == _ASSOCIATE_RJ:
         rj = A_ASSOCIATE_RJ()
         rj.decode(pdu)
-        return rejection((rj.result, rj.source, rj.reason_diagnostic), config)
+        return outcomes.rejection((rj.result, rj.source, rj.reason_diagnostic), config)
     if pdu_type == _ABORT:
-        return _peer_abort(pdu, DURING_ASSOCIATION)
+        return _peer_abort(pdu, outcomes.DURING_ASSOCIATION)
     if pdu_type != _ASSOCIATE_AC:
         raise _Garbage
     ac = A_ASSOCIATE_AC()
@@ -322,7 +302,7 @@ def _association_answer(pdu_type: int, pdu: bytes, config: DicomConfig) -> Check
         raise _Malformed("user information")
     if any(item.context_id == _CONTEXT_ID and item.result == 0 for item in ac.presentation_context):
         return None
-    return verification_not_accepted()
+    return outcomes.verification_not_accepted()
 
 
 def _echo(
@@ -332,13 +312,13 @@ def _echo(
     try:
         response = _echo_response(conn, time.monotonic() + dimse_wait, sent)
     except TimeoutError:
-        return no_response(_ECHO, dimse_wait)
+        return outcomes.no_response(_ECHO, dimse_wait)
     except _Closed:
-        return closed_after_request(_ECHO)
+        return outcomes.closed_after_request(_ECHO)
     except _TooMuch:
         raise
     except Exception:  # the DIMSE decoder's view of garbage
-        return invalid_response(_ECHO)
+        return outcomes.invalid_response(_ECHO)
     return response if isinstance(response, CheckOutcome) else _judge(response, config)
 
 
@@ -349,11 +329,11 @@ def _judge(response: DIMSEMessage, config: DicomConfig) -> CheckOutcome:
         or getattr(command, "MessageIDBeingRespondedTo", None) != _MESSAGE_ID
         or "Status" not in command
     ):
-        return invalid_response(_ECHO)
+        return outcomes.invalid_response(_ECHO)
     status = int(command.Status)
     if status != 0x0000:
-        return dimse_failure(_ECHO, status, VERIFICATION_SERVICE_CLASS_STATUS)
-    return echo_accepted(config)
+        return outcomes.dimse_failure(_ECHO, status, VERIFICATION_SERVICE_CLASS_STATUS)
+    return outcomes.echo_accepted(config)
 
 
 def _echo_response(conn: _Connection, until: float, sent: Requests) -> DIMSEMessage | CheckOutcome:
@@ -366,14 +346,14 @@ def _echo_response(conn: _Connection, until: float, sent: Requests) -> DIMSEMess
             if _decoded(message, pdu):
                 return message
         elif pdu_type == _ABORT:
-            return _peer_abort(pdu, after_request(_ECHO))
+            return _peer_abort(pdu, outcomes.after_request(_ECHO))
         elif pdu_type == _RELEASE_RQ:
             conn.send(sent.release_reply, until)
             return CheckOutcome.fail(
                 FailureReason.ABORTED, "association released by peer before the C-ECHO response"
             )
         else:
-            return malformed_pdu(after_request(_ECHO))
+            return outcomes.malformed_pdu(outcomes.after_request(_ECHO))
 
 
 def _decoded(message: DIMSEMessage, pdu: bytes) -> bool:
@@ -415,4 +395,4 @@ def _peer_abort(pdu: bytes, during: str) -> CheckOutcome:
         details: tuple[int | None, int | None] | None = (abort.source, abort.reason_diagnostic)
     except Exception:  # an A-ABORT too mangled to read is still an abort
         details = None
-    return abort_outcome(details, during)
+    return outcomes.abort_outcome(details, during)
