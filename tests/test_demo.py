@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -11,27 +12,27 @@ from pathlib import Path
 from tests.fixtures_dicom import free_port
 
 # Every check's first run (offsets up to 4.7 s of the demo's 5 s interval) comes before the
-# second table at 8 s; the gateway is up for the first 70 s of its cycle.
+# second table at 8 s; the gateway is up for the first 105 s of its cycle.
 DURATION, EVERY = 9, 4
 CHECKS = {
     ("demo-production", "demo-pacs", "echo", "dicom_echo"),
-    ("demo-production", "demo-gateway", "health", "http"),
-    ("demo-production", "demo-gateway", "port", "tcp"),
+    ("demo-staging", "demo-gateway", "health", "http"),
+    ("demo-staging", "demo-gateway", "port", "tcp"),
     ("demo-workstation", "local-inference", "ready", "http"),
 }
 
 
 def _last_table(out: str) -> dict[str, dict[str, str]]:
-    """The rows of the last status table printed, by service, as {column: cell}."""
+    """The rows of the last status table printed, by service, as {column: cell} (columns are
+    at least two spaces apart; environment rows head their services)."""
     tables = out.split("\nservices")
     assert len(tables) >= 2, out
-    rows = [
-        [cell.strip() for cell in line.split("│" if "│" in line else "┃")[1:-1]]
-        for line in tables[-1].splitlines()
-        if line.startswith(("│", "┃"))
-    ]
-    header, *body = rows
-    return {row[header.index("SERVICE")]: dict(zip(header, row, strict=True)) for row in body}
+    lines = tables[-1].split("burn:")[0].splitlines()
+    header_line = next(line for line in lines if "SERVICE" in line and "STATE" in line)
+    header = re.split(r"\s{2,}", header_line.strip())
+    rows = [re.split(r"\s{2,}", line.strip()) for line in lines[lines.index(header_line) + 1 :]]
+    body = [row for row in rows if len(row) == len(header)]
+    return {row[0]: dict(zip(header, row, strict=True)) for row in body}
 
 
 def test_demo_runs_and_shows_every_service(tmp_path: Path) -> None:
@@ -71,7 +72,13 @@ def test_demo_runs_and_shows_every_service(tmp_path: Path) -> None:
         assert row["STATE"] == "UP", (service, row)
         assert row["1h"] == "100.000%", (service, row)
     assert table["demo-pacs"]["OBJECTIVE"] == "99.9%"
+    assert table["demo-gateway"]["OBJECTIVE"] == "98%"
     assert table["local-inference"]["OBJECTIVE"] == "best effort"
+    assert "overspent" not in out
+    written = tmp_path / "demo.yaml"  # the config it ran, beside its history
+    assert f"config: {written}" in out
+    assert f"monai-slo status -c {written}" in out and f"monai-slo report -c {written}" in out
+    assert str(port) in written.read_text()
 
     connection = sqlite3.connect(f"file:{storage}?mode=ro", uri=True)
     try:

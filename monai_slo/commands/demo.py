@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from importlib.resources import files
 from pathlib import Path
 from string import Template
@@ -14,7 +15,9 @@ from monai_slo.daemon.daemon import Daemon
 from monai_slo.history.evaluation import evaluate
 from monai_slo.testing.peers import FlakyHttpPeer, VerificationPeer
 
-DEMO_CYCLE, DEMO_DOWN = 90.0, 20.0
+# The gateway blips for 15 s of every 2 minutes (first after 105 s): enough to see the
+# staging budget being spent at a visible rate without a newcomer reading "overspent".
+DEMO_CYCLE, DEMO_DOWN = 120.0, 15.0
 
 
 def demo_config_text(**ports: object) -> str:
@@ -36,8 +39,13 @@ def run_demo(*, listen: str, storage: Path, duration: float | None, every: float
             dicom_port=pacs.port,
             http_port=flaky.port,
             stable_http_port=stable.port,
+            cycle=f"{DEMO_CYCLE:g}",
+            down_for=f"{DEMO_DOWN:g}",
         )
-        config = load_config(Path("demo.yaml"), text)
+        written = storage.with_suffix(".yaml")
+        written.parent.mkdir(parents=True, exist_ok=True)
+        written.write_text(text, encoding="utf-8")
+        config = load_config(written, text)
         daemon = Daemon(config)
         out = console()
         out.print(
@@ -45,13 +53,20 @@ def run_demo(*, listen: str, storage: Path, duration: float | None, every: float
             f"(down {DEMO_DOWN:g}s of every {DEMO_CYCLE:g}s)\n"
             f"status page: http://{listen}/   metrics: http://{listen}/metrics\n"
             f"history: {storage}\n"
+            f"config: {written}\n"
+            "Try, in another terminal while the demo runs:\n"
+            f"  monai-slo status -c {written}\n"
+            f"  monai-slo check -c {written}\n"
+            f"  monai-slo report -c {written} --period {time.strftime('%Y-%m', time.gmtime())}\n"
+            f"  monai-slo conformance -c {written}\n"
             f"Ctrl-C stops. The status table follows every {every:g}s.\n"
         )
         stop_printing = threading.Event()
 
         def printer() -> None:
             while not stop_printing.wait(every):
-                out.print(status_table(evaluate(daemon.config, daemon.store, daemon.clock())))
+                reports = evaluate(daemon.config, daemon.store, daemon.clock())
+                out.print(status_table(reports, width=out.width))
 
         if every > 0:
             threading.Thread(target=printer, name="demo-status", daemon=True).start()
