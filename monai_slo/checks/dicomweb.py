@@ -2,9 +2,9 @@
 
 ``GET {base_url}/studies?limit=1`` with ``Accept: application/dicom+json``: a 200 with
 a JSON array (empty or not) or a 204 (no studies) means the DICOMweb service and the
-archive behind it answer. The connection, TLS and deadline handling are the ``http``
-kind's (:func:`monai_slo.checks.http.request`). The body is parsed only to check its
-shape; what it lists is never kept or logged.
+archive behind it answer. The connection, TLS and deadline handling are the HTTP
+client's (:func:`monai_slo.checks.http_client.request`), shared with the ``http`` kind.
+The body is parsed only to check its shape; what it lists is never kept or logged.
 """
 
 from __future__ import annotations
