@@ -6,6 +6,7 @@ Source: spec/monai-deploy-operating-environments.md. Objectives are percentages.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -98,3 +99,9 @@ MONTH_SECONDS = 30 * 86400
 def allowed_downtime(objective_percent: float, period_seconds: float) -> float:
     """Seconds of unplanned downtime an objective allows over a period."""
     return (1 - objective_percent / 100) * period_seconds
+
+
+def percent_to_ratio(percent: float) -> float:
+    """99.9 -> 0.999 exactly as written (not 0.9990000000000001): a ratio people read on
+    /metrics and in rules, and compare with the percent they configured."""
+    return float(Decimal(repr(percent)) / 100)

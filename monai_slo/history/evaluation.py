@@ -27,6 +27,7 @@ from monai_slo.slo.latency import (
     latency_burn_rate,
     latency_stats,
 )
+from monai_slo.tiers import percent_to_ratio
 
 # Past its timeout a run is recorded within the runner's grace; this much more is slack.
 SETTLE_SLACK = 60.0
@@ -86,7 +87,7 @@ class ServiceReport:
     @property
     def objective_ratio(self) -> float | None:
         objective = self.service.objective
-        return None if objective is None else objective / 100
+        return None if objective is None else percent_to_ratio(objective)
 
 
 def window_label(seconds: float) -> str:
@@ -157,7 +158,7 @@ def evaluate_service(
         )
         all_stats = [timeline.stats(now, seconds, excluded) for seconds in windows]
         current = timeline.state_at(now - 1e-6)
-    objective = None if service.objective is None else service.objective / 100
+    objective = None if service.objective is None else percent_to_ratio(service.objective)
     reports = []
     for seconds, stats in zip(windows, all_stats, strict=True):
         rate = burn_rate(stats, objective) if objective is not None else None
@@ -207,7 +208,7 @@ def latency_report(
     the store's hourly counts (one query)."""
     latency = ref.config.latency
     assert latency is not None
-    objective = latency.objective / 100
+    objective = percent_to_ratio(latency.objective)
     hours = store.latency_counts(check_id, now - max(windows)) if check_id is not None else {}
     reports = []
     for seconds in windows:

@@ -28,6 +28,7 @@ from monai_slo.slo.availability import (
     window_stats,
 )
 from monai_slo.slo.latency import LatencyStats, latency_budget_remaining, latency_stats
+from monai_slo.tiers import percent_to_ratio
 
 DAY = 86400.0
 # A day that missed its objective by no more than this many daily budgets is "degraded", not "bad".
@@ -241,7 +242,7 @@ class ServicePeriod:
     @property
     def objective_ratio(self) -> float | None:
         objective = self.service.objective
-        return None if objective is None else objective / 100
+        return None if objective is None else percent_to_ratio(objective)
 
     @property
     def availability(self) -> float | None:
@@ -357,7 +358,7 @@ def service_period(
             LatencyPeriod(
                 ref.config.name,
                 ref.config.latency.threshold,
-                ref.config.latency.objective / 100,
+                percent_to_ratio(ref.config.latency.objective),
                 latency_stats(
                     store.latency_counts(check_id, period.start) if check_id is not None else {},
                     until,
