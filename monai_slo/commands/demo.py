@@ -24,7 +24,8 @@ def demo_config_text(**ports: object) -> str:
     template = Template(
         files("monai_slo.commands").joinpath("demo.yaml").read_text(encoding="utf-8"),
     )
-    return template.substitute(ports)
+    flaky = {"cycle": f"{DEMO_CYCLE:g}", "down_for": f"{DEMO_DOWN:g}"}
+    return template.substitute({**flaky, **ports})
 
 
 def run_demo(*, listen: str, storage: Path, duration: float | None, every: float) -> int:
@@ -39,8 +40,6 @@ def run_demo(*, listen: str, storage: Path, duration: float | None, every: float
             dicom_port=pacs.port,
             http_port=flaky.port,
             stable_http_port=stable.port,
-            cycle=f"{DEMO_CYCLE:g}",
-            down_for=f"{DEMO_DOWN:g}",
         )
         written = storage.with_suffix(".yaml")
         written.parent.mkdir(parents=True, exist_ok=True)
