@@ -4,7 +4,8 @@
 a JSON array (empty or not) or a 204 (no studies) means the DICOMweb service and the
 archive behind it answer. The connection, TLS and deadline handling are the HTTP
 client's (:func:`monai_slo.checks.http_client.request`), shared with the ``http`` kind.
-The body is parsed only to check its shape; what it lists is never kept or logged.
+The body is parsed only to check its shape and the ``json`` conditions; what it lists is
+never kept or logged (a failed condition names the kind of value seen, never the value).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from monai_slo.checks.http_client import (
     request,
     resolve_headers,
 )
+from monai_slo.checks.json_conditions import JsonConditions, evaluate
 from monai_slo.checks.net import ProbeFailure
 
 MEDIA_TYPE = "application/dicom+json"
@@ -38,6 +40,7 @@ class Config(ClientSettings, CheckConfig):
         description="Request headers (e.g. Authorization); a value may be {env: VAR} "
         "or {file: PATH}.",
     )
+    json_conditions: JsonConditions = Field(alias="json")
 
     @field_validator("base_url")
     @classmethod
@@ -68,7 +71,7 @@ def _studies(response: Response) -> list[object] | str:
     return studies
 
 
-def _judge(response: Response, values: dict[str, float]) -> CheckOutcome:
+def _judge(config: Config, response: Response, values: dict[str, float]) -> CheckOutcome:
     if response.status == 204:
         return CheckOutcome.ok("QIDO-RS 204 No Content (no studies)", values)
     if response.status != 200:
@@ -79,6 +82,10 @@ def _judge(response: Response, values: dict[str, float]) -> CheckOutcome:
     studies = _studies(response)
     if isinstance(studies, str):
         return CheckOutcome.fail(FailureReason.PROTOCOL, studies, values)
+    # Values are withheld from the detail: a dataset may identify a patient.
+    mismatch = evaluate(config.json_conditions, studies, show_values=False)
+    if mismatch is not None:
+        return CheckOutcome.fail(FailureReason.BODY_MISMATCH, mismatch, values)
     noun = "study" if len(studies) == 1 else "studies"
     return CheckOutcome.ok(f"QIDO-RS 200 OK, {len(studies)} {noun}", values)
 
@@ -95,4 +102,4 @@ def run(config: Config, deadline: Deadline) -> CheckOutcome:
         )
     except ProbeFailure as failure:
         return failure.outcome(values)
-    return _judge(response, values)
+    return _judge(config, response, values)

@@ -19,6 +19,7 @@ from monai_slo.checks.http_client import (
     fetch,
     resolve_headers,
 )
+from monai_slo.checks.json_conditions import JsonConditions, evaluate_body
 from monai_slo.checks.net import ProbeFailure
 from monai_slo.checks.patterns import Pattern, Regex, compiled
 
@@ -38,6 +39,7 @@ class Config(ClientSettings, CheckConfig):
     body_regex: Regex | None = Field(
         default=None, description="Regular expression (RE2 syntax) searched for in the body."
     )
+    json_conditions: JsonConditions = Field(alias="json")
     headers: Headers = Field(
         default_factory=dict,
         description="Request headers; a value may be {env: VAR} or {file: PATH}.",
@@ -86,6 +88,9 @@ def _judge(config: Config, exchange: Response, values: dict[str, float]) -> Chec
             f"{pattern.pattern!r} not found in {scope}",
             values,
         )
+    mismatch = evaluate_body(config.json_conditions, exchange.body, complete=exchange.complete)
+    if mismatch is not None:
+        return CheckOutcome.fail(FailureReason.BODY_MISMATCH, mismatch, values)
     return CheckOutcome.ok(f"HTTP {exchange.status} {exchange.reason}".rstrip(), values)
 
 
