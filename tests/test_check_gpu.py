@@ -49,6 +49,23 @@ def gauges(outcome: CheckOutcome, name: str) -> dict[str, float]:
     return {s.labels["gpu"]: s.value for s in outcome.series if s.name == name}
 
 
+class Clock:
+    """The gpu kind's clock, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    moved = Clock()
+    monkeypatch.setattr(gpu, "_clock", moved)
+    return moved
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeNvml]:
     """Two healthy fake GPUs, in use for the test; the check's NVML session closed after."""
@@ -220,7 +237,7 @@ def test_lost_gpu_recovers(fake: FakeNvml) -> None:
     assert check().success
     fake.xid(0, 79)
     outcome = check()
-    assert outcome.reason is R.GPU_XID and "GPU 0: critical XID 79" in outcome.detail
+    assert outcome.reason is R.GPU_LOST and "GPU 0: XID 79: fell off the bus" in outcome.detail
 
 
 def test_lost_gpu_in_device_count(fake: FakeNvml) -> None:
@@ -242,17 +259,50 @@ def test_severity_picks_the_reason_and_detail_keeps_all(fake: FakeNvml) -> None:
 # --- XIDs --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("xid", [48, 62, 64, 74, 79, 95, 119, 120, 140])
-def test_core_critical_xid_fails_once(fake: FakeNvml, xid: int) -> None:
-    """A core critical XID since the last run fails with gpu_xid naming GPU and XID; the
-    run after that (no new XID) passes again."""
-    assert check().success  # opens the event set and registers both GPUs
+@pytest.mark.parametrize("xid", [48, 62, 74, 95, 119, 120, 140])
+def test_core_critical_xid_fails_within_the_window(fake: FakeNvml, clock: Clock, xid: int) -> None:
+    """A core critical XID makes its GPU unhealthy (gpu_xid, naming GPU and XID) for
+    xid_window, on every run in it, and clears once older than the window."""
+    cfg = config(xid_window="10m")
+    assert check(cfg).success  # opens the event set and registers both GPUs
     assert fake.xid(1, xid) == 1
-    outcome = check()
+    outcome = check(cfg)
     assert outcome.reason is R.GPU_XID
-    assert outcome.detail == f"GPU 1: critical XID {xid}"
+    assert outcome.detail == (
+        f"GPU 1: critical XID {xid} (unhealthy, suggested action reset; rule critical_xid)"
+    )
     assert gauges(outcome, "gpu_xid_events_since_start") == {"0": 0, "1": 1}
+    clock.now += 599
+    assert check(cfg).reason is R.GPU_XID  # still within the window: not forgotten
+    clock.now += 2
+    outcome = check(cfg)
+    assert outcome.success, outcome.detail
+    assert {s.labels["verdict"]: s.value for s in outcome.series if s.name == "gpu_health"} == {
+        "healthy": 1,
+        "degraded": 0,
+        "unhealthy": 0,
+    }
+
+
+def test_xid_79_is_a_lost_gpu_until_the_window_passes(fake: FakeNvml, clock: Clock) -> None:
+    """XID 79 (fell off the bus) on a GPU that still answers: unhealthy, reboot."""
+    check()
+    fake.xid(0, 79)
+    outcome = check()
+    assert outcome.reason is R.GPU_LOST and "suggested action reboot" in outcome.detail
+    clock.now += gpu.DEFAULT_XID_WINDOW + 1
     assert check().success
+
+
+def test_xid_64_is_read_through_the_remap_state(fake: FakeNvml) -> None:
+    """XID 64 with a readable, clean remap state is not unhealthy; with remap state not
+    readable here it is a critical XID."""
+    check()
+    fake.xid(0, 64)
+    assert check().success
+    fake.fail("device_get_remapped_rows", E.NOT_SUPPORTED)
+    outcome = check()
+    assert outcome.reason is R.GPU_XID and "GPU 0: critical XID 64" in outcome.detail
 
 
 @pytest.mark.parametrize("xid", [13, 31, 43, 45, 68, 109])
@@ -273,12 +323,13 @@ def test_xid_94_is_a_warning(fake: FakeNvml) -> None:
     assert outcome.success and "GPU 0: XID 94" in outcome.detail
 
 
-def test_critical_xids_are_configurable(fake: FakeNvml) -> None:
+def test_critical_xids_are_configurable(fake: FakeNvml, clock: Clock) -> None:
     """critical_xids replaces the core set: 13 fails, 79 (no longer listed) only warns."""
     cfg = config(critical_xids=[13])
     check(cfg)
     fake.xid(0, 13)
     assert check(cfg).reason is R.GPU_XID
+    clock.now += cfg.xid_window + 1
     fake.xid(0, 79)
     outcome = check(cfg)
     assert outcome.success and "GPU 0: XID 79" in outcome.detail
@@ -377,7 +428,7 @@ def test_recovery_action_fails(fake: FakeNvml, action: int, words: str) -> None:
     fake.gpus[1].recovery_action = action
     outcome = check()
     assert outcome.reason is R.GPU_RECOVERY
-    assert "GPU 1: driver requests recovery" in outcome.detail and words in outcome.detail
+    assert "GPU 1: driver requests" in outcome.detail and words in outcome.detail
 
 
 # --- warnings and the options that make them failures ------------------------------------
@@ -589,14 +640,14 @@ def test_switching_backend_closes_the_old_session() -> None:
 
 
 def test_xid_since_last_run_survives_a_reload(fake: FakeNvml) -> None:
-    """A reloaded check (same name, new interval) keeps its XID cursor: an XID seen before
-    the reload is not reported again, one after it is."""
+    """A reloaded check (same name, new interval) keeps its XID cursor: a warning XID seen
+    before the reload is not reported again, one after it is."""
     check(config(interval=10))
-    fake.xid(0, 79)
-    assert check(config(interval=10)).reason is R.GPU_XID
-    assert check(config(interval=20)).success
-    fake.xid(0, 79)
-    assert check(config(interval=20)).reason is R.GPU_XID
+    fake.xid(0, 94)
+    assert "GPU 0: XID 94" in check(config(interval=10)).detail
+    assert "XID 94" not in check(config(interval=20)).detail
+    fake.xid(0, 94)
+    assert "GPU 0: XID 94" in check(config(interval=20)).detail
 
 
 # --- deadline ----------------------------------------------------------------------------
@@ -690,8 +741,13 @@ def test_daemon_exposes_gpu_gauges_and_xid_failures(tmp_path: Path, fake: FakeNv
         assert has("monai_slo_gpu_count", 2, check="gpus")
         assert has("monai_slo_gpu_info", 1, gpu="0", cuda_version="12.4")
         assert has("monai_slo_gpu_throttle_active", 0, gpu="0", reason="hw_thermal")
-        fake.xid(1, 79)
+        assert has("monai_slo_gpu_health", 1, gpu="1", verdict="healthy")
+        assert has("monai_slo_gpu_suggested_action", 1, gpu="1", action="none")
+        fake.xid(1, 48)
         _poll(lambda: has("monai_slo_check_failures_total", 1, check="gpus", reason="gpu_xid"))
+        assert has("monai_slo_gpu_health", 1, gpu="1", verdict="unhealthy")
+        assert has("monai_slo_gpu_health", 0, gpu="1", verdict="healthy")
+        assert has("monai_slo_gpu_suggested_action", 1, gpu="1", action="reset")
     finally:
         daemon.stop()
 

@@ -53,6 +53,8 @@ class FailureReason(StrEnum):
     GPU_NVML_ERROR = "gpu_nvml_error"
     GPU_THERMAL = "gpu_thermal"
     GPU_THROTTLE = "gpu_throttle"
+    GPU_NVLINK = "gpu_nvlink"
+    GPU_PCIE = "gpu_pcie"
     STORE_FAILED = "store_failed"  # study_flow: the canary's C-STORE failed
     NOT_ARRIVED = "not_arrived"  # study_flow: a stage never saw the canary in time
     ERROR = "error"

@@ -105,6 +105,16 @@ class RemappedRows:
 
 
 @dataclass(frozen=True, slots=True)
+class PcieLink:
+    """The PCIe link now and the most this GPU *in this system* can train to."""
+
+    generation: int
+    max_generation: int
+    width: int
+    max_width: int
+
+
+@dataclass(frozen=True, slots=True)
 class XidEvent:
     """One ``nvmlEventTypeXidCriticalError`` event: the device handle and its XID number."""
 
@@ -130,6 +140,8 @@ RECOVERY_ACTIONS = {
     6: "bus_reset",
     7: "system_reboot",
 }
+# NVML_NVLINK_MAX_LINKS (18 from Hopper on), for bindings too old to name it.
+_NVLINK_MAX_LINKS = 18
 # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, for bindings too old to name it.
 _FI_DEV_GET_GPU_RECOVERY_ACTION = 230
 
@@ -205,6 +217,20 @@ class Nvml(Protocol):
     def device_get_recovery_action(self, handle: object) -> int:
         """``NVML_FI_DEV_GET_GPU_RECOVERY_ACTION`` via ``nvmlDeviceGetFieldValues``;
         NOT_SUPPORTED when the binding or the driver does not know the field."""
+        ...
+
+    def device_get_pcie_link(self, handle: object) -> PcieLink:
+        """``nvmlDeviceGetCurrPcieLinkGeneration`` / ``...Width`` and
+        ``nvmlDeviceGetMaxPcieLinkGeneration`` / ``...Width`` (device and system maximum)."""
+        ...
+
+    def device_get_pcie_replay_counter(self, handle: object) -> int:
+        """``nvmlDeviceGetPcieReplayCounter``: PCIe replays since the driver loaded."""
+        ...
+
+    def device_get_nvlink_states(self, handle: object) -> tuple[bool, ...]:
+        """``nvmlDeviceGetNvLinkState`` for every link this GPU has: True = active.
+        NOT_SUPPORTED when the GPU has no NVLink at all."""
         ...
 
     def event_set_create(self) -> object:
@@ -378,6 +404,43 @@ class PynvmlNvml:
         if code != 0:
             raise NvmlError(code, call)
         return _field_value(module, value)
+
+    def device_get_pcie_link(self, handle: object) -> PcieLink:
+        module = self.pynvml
+        calls = (
+            "nvmlDeviceGetCurrPcieLinkGeneration",
+            "nvmlDeviceGetMaxPcieLinkGeneration",
+            "nvmlDeviceGetCurrPcieLinkWidth",
+            "nvmlDeviceGetMaxPcieLinkWidth",
+        )
+        gen, max_gen, width, max_width = (
+            int(self._call(call, getattr(module, call), handle)) for call in calls
+        )
+        return PcieLink(gen, max_gen, width, max_width)
+
+    def device_get_pcie_replay_counter(self, handle: object) -> int:
+        module = self.pynvml
+        call = "nvmlDeviceGetPcieReplayCounter"
+        return int(self._call(call, getattr(module, call), handle))
+
+    def device_get_nvlink_states(self, handle: object) -> tuple[bool, ...]:
+        module = self.pynvml
+        links = int(getattr(module, "NVML_NVLINK_MAX_LINKS", _NVLINK_MAX_LINKS))
+        states: list[bool] = []
+        for link in range(links):
+            try:
+                state = self._call(
+                    "nvmlDeviceGetNvLinkState", module.nvmlDeviceGetNvLinkState, handle, link
+                )
+            except NvmlError as exc:
+                # A link this GPU does not have answers NOT_SUPPORTED or INVALID_ARGUMENT.
+                if exc.code in (NvmlErrorCode.NOT_SUPPORTED, NvmlErrorCode.INVALID_ARGUMENT):
+                    continue
+                raise
+            states.append(bool(state))
+        if not states:
+            raise NvmlError(NvmlErrorCode.NOT_SUPPORTED, "nvmlDeviceGetNvLinkState")
+        return tuple(states)
 
     def event_set_create(self) -> object:
         event_set: object = self._call("nvmlEventSetCreate", self.pynvml.nvmlEventSetCreate)

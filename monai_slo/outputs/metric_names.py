@@ -77,6 +77,8 @@ GPU_MEMORY_TOTAL_BYTES = "monai_slo_gpu_memory_total_bytes"
 GPU_UTILIZATION_RATIO = "monai_slo_gpu_utilization_ratio"
 GPU_ECC_UNCORRECTED_VOLATILE_ERRORS = "monai_slo_gpu_ecc_uncorrected_volatile_errors"
 GPU_XID_EVENTS_SINCE_START = "monai_slo_gpu_xid_events_since_start"
+GPU_HEALTH = "monai_slo_gpu_health"  # + verdict (state set: healthy, degraded, unhealthy)
+GPU_SUGGESTED_ACTION = "monai_slo_gpu_suggested_action"  # + action (state set)
 
 # Series the generated rule file records: each folds the probers of one job into one series.
 RECORDED_SERVICE_UP = "monai_slo:service_up:max_over_probers"

@@ -24,7 +24,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from monai_slo.checks import nvml
-from monai_slo.checks.nvml import MemoryInfo, NvmlError, NvmlErrorCode, RemappedRows, XidEvent
+from monai_slo.checks.nvml import (
+    MemoryInfo,
+    NvmlError,
+    NvmlErrorCode,
+    PcieLink,
+    RemappedRows,
+    XidEvent,
+)
 
 GIB = 1024**3
 
@@ -47,6 +54,9 @@ NVML_NAMES = {
     "device_get_total_ecc_errors_uncorrected_volatile": "nvmlDeviceGetTotalEccErrors",
     "device_get_remapped_rows": "nvmlDeviceGetRemappedRows",
     "device_get_recovery_action": "nvmlDeviceGetFieldValues",
+    "device_get_pcie_link": "nvmlDeviceGetCurrPcieLinkGeneration",
+    "device_get_pcie_replay_counter": "nvmlDeviceGetPcieReplayCounter",
+    "device_get_nvlink_states": "nvmlDeviceGetNvLinkState",
     "event_set_create": "nvmlEventSetCreate",
     "device_register_xid_events": "nvmlDeviceRegisterEvents",
     "event_set_wait": "nvmlEventSetWait",
@@ -69,6 +79,9 @@ class FakeGpu:
     ecc_uncorrected_volatile: int = 0
     remapped_rows: RemappedRows = field(default_factory=lambda: RemappedRows(0, 0, False, False))
     recovery_action: int = 0  # nvmlGpuRecoveryAction_t, see monai_slo.checks.nvml.RECOVERY_ACTIONS
+    pcie_link: PcieLink = field(default_factory=lambda: PcieLink(4, 4, 16, 16))
+    pcie_replays: int = 0  # nvmlDeviceGetPcieReplayCounter, since the driver loaded
+    nvlinks: tuple[bool, ...] = ()  # active state per NVLink; () = no NVLink (NOT_SUPPORTED)
     lost: bool = False  # every call on it raises GPU_IS_LOST, its handle included
 
 
@@ -260,6 +273,18 @@ class FakeNvml:
 
     def device_get_recovery_action(self, handle: object) -> int:
         return self._gpu("device_get_recovery_action", handle).recovery_action
+
+    def device_get_pcie_link(self, handle: object) -> PcieLink:
+        return self._gpu("device_get_pcie_link", handle).pcie_link
+
+    def device_get_pcie_replay_counter(self, handle: object) -> int:
+        return self._gpu("device_get_pcie_replay_counter", handle).pcie_replays
+
+    def device_get_nvlink_states(self, handle: object) -> tuple[bool, ...]:
+        links = self._gpu("device_get_nvlink_states", handle).nvlinks
+        if not links:
+            raise NvmlError(NvmlErrorCode.NOT_SUPPORTED, NVML_NAMES["device_get_nvlink_states"])
+        return links
 
     def event_set_create(self) -> object:
         self._enter("event_set_create")

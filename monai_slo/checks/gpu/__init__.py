@@ -35,7 +35,10 @@ from pydantic import Field, field_validator
 
 from monai_slo.checks import nvml
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason, Series
+from monai_slo.checks.gpu import verdict as rules
+from monai_slo.checks.gpu.verdict import Readings, Verdict
 from monai_slo.checks.nvml import NvmlError, NvmlErrorCode
+from monai_slo.durations import Duration
 
 T = TypeVar("T")
 
@@ -67,12 +70,31 @@ THROTTLE_REASONS = {
     "sw_power_cap": nvml.THROTTLE_SW_POWER_CAP,
 }
 # sw_power_cap is how a fully loaded GPU normally runs: a gauge, never a warning.
-ABNORMAL_THROTTLE = ("hw_slowdown", "hw_thermal", "hw_power_brake", "sw_thermal")
+ABNORMAL_THROTTLE = tuple(rules.ABNORMAL_THROTTLE)
+DEFAULT_XID_WINDOW = 900.0
 NEAR_SLOWDOWN_CELSIUS = 5
 MAX_EVENTS_PER_RUN = 256
 EVENT_LOG_SIZE = 4096
 MAX_CURSORS = 256
 _LABEL_MAX = 64
+# PCIe replays are counted over at least this long before a rate is judged.
+REPLAY_RATE_SPAN_SECONDS = 60.0
+_clock = time.monotonic  # replaced by tests that move time on
+
+# The failure reason of each verdict rule's findings.
+_RULE_REASONS = {
+    "lost": FailureReason.GPU_LOST,
+    "recovery_action": FailureReason.GPU_RECOVERY,
+    "row_remap_failure": FailureReason.GPU_ROW_REMAP,
+    "row_remap_pending": FailureReason.GPU_ROW_REMAP,
+    "ecc_uncorrected": FailureReason.GPU_ECC,
+    "critical_xid": FailureReason.GPU_XID,
+    "nvlink_inactive": FailureReason.GPU_NVLINK,
+    "pcie_replays": FailureReason.GPU_PCIE,
+    "pcie_link_width": FailureReason.GPU_PCIE,
+    "pcie_link_speed": FailureReason.GPU_PCIE,
+    "clocks_throttled": FailureReason.GPU_THROTTLE,
+}
 
 _UNAVAILABLE_HINTS: dict[int, str] = {
     NvmlErrorCode.LIBRARY_NOT_FOUND: "libnvidia-ml not found: no NVIDIA driver installed here?",
@@ -92,7 +114,9 @@ _SEVERITY = (
     FailureReason.GPU_ROW_REMAP,
     FailureReason.GPU_ECC,
     FailureReason.GPU_XID,
+    FailureReason.GPU_NVLINK,
     FailureReason.GPU_NVML_ERROR,
+    FailureReason.GPU_PCIE,
     FailureReason.GPU_THERMAL,
     FailureReason.GPU_THROTTLE,
     FailureReason.TIMEOUT,
@@ -124,6 +148,15 @@ class Config(CheckConfig):
     max_temperature_celsius: Annotated[float, Field(gt=0, le=150)] | None = Field(
         default=None, description="Fail (gpu_thermal) above this GPU temperature."
     )
+    fail_on: Literal["unhealthy", "degraded"] = Field(
+        default="unhealthy",
+        description="The GPU verdict that fails the check: unhealthy only, or degraded too.",
+    )
+    xid_window: Duration = Field(
+        default=DEFAULT_XID_WINDOW,
+        gt=0,
+        description="How long a critical XID keeps its GPU unhealthy after it was seen.",
+    )
 
     @field_validator("gpus")
     @classmethod
@@ -152,6 +185,7 @@ class _XidRecord:
     seq: int
     gpu: int  # -1 when the event's device could not be mapped to an index
     xid: int
+    at: float  # time.monotonic() when the check drained it
 
 
 class _Unavailable(Exception):
@@ -167,6 +201,7 @@ class _GpuLost(Exception):
 
 
 _generations = itertools.count(1)
+CursorKey = tuple[str, tuple[int, ...] | None]
 
 
 class _Session:
@@ -182,6 +217,9 @@ class _Session:
         self.log: deque[_XidRecord] = deque(maxlen=EVENT_LOG_SIZE)
         self.seq = 0
         self.totals: dict[int, int] = {}
+        # (check identity, GPU) -> (time, PCIe replay counter) the rate is counted from,
+        # and the last rate (replays per minute) judged.
+        self.replays: dict[tuple[CursorKey, int], tuple[float, int, float | None]] = {}
         backend.init()
 
     def close(self) -> None:
@@ -192,9 +230,6 @@ class _Session:
             self.event_set = None
         with contextlib.suppress(NvmlError):
             self.nvml.shutdown()
-
-
-CursorKey = tuple[str, tuple[int, ...] | None]
 
 
 class _Registry:
@@ -276,6 +311,7 @@ class _Findings:
     skipped: list[str] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
     values: dict[str, float] = field(default_factory=dict)
+    verdicts: dict[int, Verdict] = field(default_factory=dict)
 
     def problem(self, reason: FailureReason, detail: str) -> None:
         self.problems.append((reason, detail))
@@ -283,11 +319,17 @@ class _Findings:
     def gauge(self, metric: str, gpu: int, value: float, **labels: str) -> None:
         self.series.append(Series(metric, float(value), {"gpu": str(gpu), **labels}))
 
-    def read(self, gpu: int | None, what: str, fn: Callable[[], T]) -> T | None:
-        """One NVML reading: skipped when absent here, fatal when the GPU is lost."""
+    def read(
+        self, gpu: int | None, what: str, fn: Callable[[], T], *, absent_ok: bool = False
+    ) -> T | None:
+        """One NVML reading: skipped when absent here, fatal when the GPU is lost.
+        ``absent_ok``: NOT_SUPPORTED means the hardware has no such thing (no NVLink), and
+        is not listed as a missing reading."""
         try:
             return fn()
         except NvmlError as exc:
+            if absent_ok and exc.code == NvmlErrorCode.NOT_SUPPORTED:
+                return None
             if exc.code in SKIPPED_CODES:
                 self.skipped.append(what)
                 return None
@@ -374,6 +416,7 @@ def _inspect(config: Config, deadline: Deadline, session: _Session, found: _Find
     present = [index for index in watched if index < count]
 
     _drain_events(session, deadline, found)
+    windowed = _windowed_xids(config, session, present)
 
     names: list[str] = []
     for done, index in enumerate(present):
@@ -383,39 +426,86 @@ def _inspect(config: Config, deadline: Deadline, session: _Session, found: _Find
             )
             break
         try:
-            gpu = _GpuReader(config, session, index, found)
+            gpu = _GpuReader(config, session, index, found, windowed.get(index, ()))
             names.append(gpu.inspect(driver, cuda))
         except _GpuLost as exc:
             session.registered.discard(index)
-            found.problem(
-                FailureReason.GPU_LOST,
-                f"GPU {index}: {_lost_words(exc.error)} ({exc.error.describe()})",
-            )
+            lost = Readings(lost=exc.error.code, critical_xids=windowed.get(index, ()))
+            _emit_verdict(config, found, index, lost, f" ({exc.error.describe()})")
 
     _judge_xids(config, session, present, found)
     kinds = ", ".join(sorted(set(names))) or "no GPU"
-    return f"{len(present)} GPU(s) healthy ({kinds}; driver {driver}, CUDA {cuda})"
+    where = f"{kinds}; driver {driver}, CUDA {cuda}"
+    tally = list(found.verdicts.values())
+    if all(v == Verdict.HEALTHY for v in tally):
+        return f"{len(present)} GPU(s) healthy ({where})"
+    counts = ", ".join(
+        f"{sum(1 for v in tally if v == verdict)} {verdict.value}"
+        for verdict in rules.VERDICTS
+        if verdict in tally
+    )
+    return f"{len(present)} GPU(s): {counts} ({where})"
 
 
-def _lost_words(error: NvmlError) -> str:
-    if error.code == NvmlErrorCode.RESET_REQUIRED:
-        return "reset required"
-    return "lost (fell off the bus?), reset or reboot required"
+def _emit_verdict(
+    config: Config, found: _Findings, index: int, readings: Readings, note: str = ""
+) -> None:
+    """Judge one GPU: its health and suggested-action state sets, and each finding as a
+    problem (its verdict reaches ``fail_on``) or a warning."""
+    result = rules.judge(readings)
+    found.verdicts[index] = result.verdict
+    for verdict in rules.VERDICTS:
+        found.gauge("gpu_health", index, verdict == result.verdict, verdict=verdict.value)
+    for action in rules.ACTIONS:
+        found.gauge("gpu_suggested_action", index, action == result.action, action=action.value)
+    fail_on = Verdict(config.fail_on)
+    for finding in result.findings:
+        text = (
+            f"GPU {index}: {finding.detail}{note} ({finding.verdict.value}, suggested action "
+            f"{finding.action.value}; rule {finding.rule})"
+        )
+        throttle_fails = finding.rule == "clocks_throttled" and config.fail_on_throttle
+        if rules.fails(finding.verdict, fail_on) or throttle_fails:
+            found.problem(_RULE_REASONS[finding.rule], text)
+        else:
+            found.warnings.append(text)
+
+
+def _windowed_xids(
+    config: Config, session: _Session, present: Sequence[int]
+) -> dict[int, tuple[int, ...]]:
+    """Critical XIDs per watched GPU seen within ``xid_window``: older ones have cleared."""
+    horizon = _clock() - config.xid_window
+    critical = set(config.critical_xids)
+    watched = set(present)
+    found: dict[int, list[int]] = {}
+    for record in session.log:
+        if record.at >= horizon and record.xid in critical and record.gpu in watched:
+            found.setdefault(record.gpu, []).append(record.xid)
+    return {gpu: tuple(xids) for gpu, xids in found.items()}
 
 
 class _GpuReader:
     """The readings and rules of one GPU in one run."""
 
-    def __init__(self, config: Config, session: _Session, index: int, found: _Findings) -> None:
+    def __init__(
+        self,
+        config: Config,
+        session: _Session,
+        index: int,
+        found: _Findings,
+        xids: tuple[int, ...] = (),
+    ) -> None:
         self.config = config
         self.session = session
         self.nvml = session.nvml
         self.index = index
         self.found = found
         self.handle: object = None
+        self.facts: dict[str, Any] = {"critical_xids": xids}
 
-    def read(self, what: str, fn: Callable[[object], T]) -> T | None:
-        return self.found.read(self.index, what, lambda: fn(self.handle))
+    def read(self, what: str, fn: Callable[[object], T], *, absent_ok: bool = False) -> T | None:
+        return self.found.read(self.index, what, lambda: fn(self.handle), absent_ok=absent_ok)
 
     def gauge(self, metric: str, value: float, **labels: str) -> None:
         self.found.gauge(metric, self.index, value, **labels)
@@ -438,10 +528,14 @@ class _GpuReader:
         self.throttling()
         self.usage()
         self.memory_health()
-        action = self.read("recovery action", self.nvml.device_get_recovery_action)
-        if action:
-            words = nvml.RECOVERY_ACTIONS.get(action, f"action {action}")
-            self.problem(FailureReason.GPU_RECOVERY, f"driver requests recovery: {words}")
+        self.facts["recovery_action"] = self.read(
+            "recovery action", self.nvml.device_get_recovery_action
+        )
+        self.pcie()
+        self.facts["nvlinks"] = self.read(
+            "NVLink state", self.nvml.device_get_nvlink_states, absent_ok=True
+        )
+        _emit_verdict(self.config, self.found, self.index, Readings(**self.facts))
         return name
 
     def register_events(self) -> None:
@@ -486,14 +580,7 @@ class _GpuReader:
             return
         for reason, bit in THROTTLE_REASONS.items():
             self.gauge("gpu_throttle_active", 1 if reasons & bit else 0, reason=reason)
-        active = [r for r in ABNORMAL_THROTTLE if reasons & THROTTLE_REASONS[r]]
-        if not active:
-            return
-        what = f"clocks throttled ({', '.join(active)})"
-        if self.config.fail_on_throttle:
-            self.problem(FailureReason.GPU_THROTTLE, what)
-        else:
-            self.found.warnings.append(f"GPU {self.index}: {what}")
+        self.facts["throttle_reasons"] = reasons
 
     def usage(self) -> None:
         power = self.read("power", self.nvml.device_get_power_usage)
@@ -506,6 +593,26 @@ class _GpuReader:
         utilisation = self.read("utilisation", self.nvml.device_get_utilization_rates)
         if utilisation is not None:
             self.gauge("gpu_utilization_ratio", utilisation / 100)
+        self.facts["utilization_percent"] = utilisation
+
+    def pcie(self) -> None:
+        self.facts["pcie_link"] = self.read("PCIe link", self.nvml.device_get_pcie_link)
+        count = self.read("PCIe replays", self.nvml.device_get_pcie_replay_counter)
+        if count is None:
+            return
+        replays = self.session.replays
+        key = (self.config.identity, self.index)
+        now = _clock()
+        since, base, rate = replays.pop(key, (now, count, None))
+        if count < base or now < since:
+            since, base, rate = now, count, None  # the driver reloaded: count afresh
+        elif now - since >= REPLAY_RATE_SPAN_SECONDS:
+            rate = (count - base) * 60.0 / (now - since)
+            since, base = now, count
+        replays[key] = (since, base, rate)
+        while len(replays) > MAX_CURSORS * 8:
+            del replays[next(iter(replays))]
+        self.facts["pcie_replays_per_minute"] = rate
 
     def memory_health(self) -> None:
         ecc = self.read(
@@ -513,22 +620,8 @@ class _GpuReader:
         )
         if ecc is not None:
             self.gauge("gpu_ecc_uncorrected_volatile_errors", ecc)
-            if ecc > 0:
-                self.problem(
-                    FailureReason.GPU_ECC, f"{ecc} uncorrected ECC error(s) since the driver loaded"
-                )
-        rows = self.read("remapped rows", self.nvml.device_get_remapped_rows)
-        if rows is None:
-            return
-        if rows.failure:
-            self.problem(
-                FailureReason.GPU_ROW_REMAP,
-                "row remapping failed (no spare rows left: replace the GPU)",
-            )
-        elif rows.pending:
-            self.problem(
-                FailureReason.GPU_ROW_REMAP, "row remap pending (reset the GPU to apply it)"
-            )
+        self.facts["ecc_uncorrected_volatile"] = ecc
+        self.facts["remapped_rows"] = self.read("remapped rows", self.nvml.device_get_remapped_rows)
 
 
 def _open_event_set(session: _Session, found: _Findings) -> None:
@@ -569,7 +662,7 @@ def _drain_events(session: _Session, deadline: Deadline, found: _Findings) -> No
         except NvmlError:
             gpu = -1
         session.seq += 1
-        session.log.append(_XidRecord(session.seq, gpu, event.xid))
+        session.log.append(_XidRecord(session.seq, gpu, event.xid, _clock()))
         session.totals[gpu] = session.totals.get(gpu, 0) + 1
     found.warnings.append(f"more than {MAX_EVENTS_PER_RUN} XID events pending; the rest next run")
 
@@ -577,7 +670,8 @@ def _drain_events(session: _Session, deadline: Deadline, found: _Findings) -> No
 def _judge_xids(
     config: Config, session: _Session, present: Sequence[int], found: _Findings
 ) -> None:
-    """XIDs logged since this check last looked, on its GPUs; then move its cursor."""
+    """XIDs logged since this check last looked, on its GPUs, as warnings (critical ones on
+    a known GPU count in that GPU's verdict); then move its cursor."""
     seen = _REGISTRY.advance(config.identity, session)
     watched = set(present)
     if session.events_unsupported or watched & session.unregistrable.keys():
@@ -590,7 +684,8 @@ def _judge_xids(
             continue
         where = f"GPU {record.gpu}" if record.gpu >= 0 else "a GPU"
         if record.xid in critical:
-            found.problem(FailureReason.GPU_XID, f"{where}: critical XID {record.xid}")
+            if record.gpu == -1:  # no GPU's verdict can hold it
+                found.problem(FailureReason.GPU_XID, f"{where}: critical XID {record.xid}")
         elif record.xid not in APPLICATION_XIDS:
             found.warnings.append(f"{where}: XID {record.xid}")
     for index in present:
@@ -644,6 +739,9 @@ def probe(backend: nvml.Nvml) -> dict[str, Any]:
                 "device_get_total_ecc_errors_uncorrected_volatile",
                 "device_get_remapped_rows",
                 "device_get_recovery_action",
+                "device_get_pcie_link",
+                "device_get_pcie_replay_counter",
+                "device_get_nvlink_states",
             ):
                 readings[call] = attempt(functools.partial(getattr(backend, call), handle))
             gpus.append(readings)
