@@ -16,16 +16,13 @@ from monai_slo.yaml_source import SourceError
 from tests.fixtures_dicom import OrthancPeer
 from tests.fixtures_http import HttpPeer, Route
 
-GATEWAY = {
-    "ActiveDimseConnections": 0,
-    "ActiveHl7Connections": 0,
-    "Services": {
-        "DICOMweb Export Service": "Running",
-        "DICOM SCP Service": "Running",
-        "DICOM SCU Export Service": "Running",
-        "HL7 Service": "Running",
-    },
+SERVICES = {
+    "DICOMweb Export Service": "Running",
+    "DICOM SCP Service": "Running",
+    "DICOM SCU Export Service": "Running",
+    "HL7 Service": "Running",
 }
+GATEWAY = {"ActiveDimseConnections": 0, "ActiveHl7Connections": 0, "Services": SERVICES}
 
 
 def probe(url: str, conditions: list[dict[str, Any]], **keys: Any) -> CheckOutcome:
@@ -72,7 +69,7 @@ def test_equals_names_path_expected_and_seen(peer: HttpPeer) -> None:
 
 def test_all_names_the_value_that_is_not_running(peer: HttpPeer) -> None:
     """The gateway's Services map: the one stopped service is named by its path."""
-    stopped = {**GATEWAY, "Services": {**GATEWAY["Services"], "HL7 Service": "Stopped"}}
+    stopped = {**GATEWAY, "Services": {**SERVICES, "HL7 Service": "Stopped"}}
     serve(peer, stopped)
     outcome = probe(peer.url, [{"path": "$.Services.*", "all": "Running"}])
     assert outcome.reason is FailureReason.BODY_MISMATCH
