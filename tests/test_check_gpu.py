@@ -863,6 +863,42 @@ def test_real_boundary_falls_back_to_throttle_reasons() -> None:
     assert backend.device_get_current_clocks_event_reasons(object()) == nvml.THROTTLE_HW_SLOWDOWN
 
 
+def test_real_boundary_reads_nvlink_states_and_pcie() -> None:
+    """NVLink state is asked per link up to NVML_NVLINK_MAX_LINKS; links the GPU does not
+    have (NOT_SUPPORTED / INVALID_ARGUMENT) are left out, none at all is NOT_SUPPORTED;
+    the PCIe link and replay counter come from their five NVML calls."""
+    import pynvml
+
+    def link_state(links: dict[int, int]) -> Callable[[object, int], int]:
+        def state(handle: object, link: int) -> int:
+            if link not in links:
+                raise pynvml.NVMLError(
+                    pynvml.NVML_ERROR_NOT_SUPPORTED
+                    if link % 2
+                    else pynvml.NVML_ERROR_INVALID_ARGUMENT
+                )
+            return links[link]
+
+        return state
+
+    backend = PynvmlNvml()
+    backend._module = _binding_with(nvmlDeviceGetNvLinkState=link_state({0: 1, 3: 0, 17: 0}))
+    assert backend.device_get_nvlink_states(object()) == (True, False, False)
+    backend._module = _binding_with(nvmlDeviceGetNvLinkState=link_state({}))
+    with pytest.raises(NvmlError) as info:
+        backend.device_get_nvlink_states(object())
+    assert info.value.code == E.NOT_SUPPORTED
+    backend._module = _binding_with(
+        nvmlDeviceGetCurrPcieLinkGeneration=lambda h: 3,
+        nvmlDeviceGetMaxPcieLinkGeneration=lambda h: 4,
+        nvmlDeviceGetCurrPcieLinkWidth=lambda h: 8,
+        nvmlDeviceGetMaxPcieLinkWidth=lambda h: 16,
+        nvmlDeviceGetPcieReplayCounter=lambda h: 12,
+    )
+    assert backend.device_get_pcie_link(object()) == nvml.PcieLink(3, 4, 8, 16)
+    assert backend.device_get_pcie_replay_counter(object()) == 12
+
+
 def test_module_main_prints_json_report() -> None:
     """`python -m monai_slo.checks.gpu` prints the NVML probe and one check run as JSON,
     without warnings, and exits 1 when the check fails (no GPU here)."""
