@@ -258,14 +258,15 @@ def test_figures_per_service(november: Config) -> None:
         (at("2026-11-20T03:50"), at("2026-11-20T04:10"), 600.0),
     ]
     assert [[c.name for c in o.checks] for o in pacs.outages] == [["echo"], ["web"], ["echo"]]
-    assert all(c.reason is None for o in pacs.outages for c in o.checks)  # last results are ok
+    # Every outage keeps its own reason, though each check's last result is a success.
+    assert all(c.reason == "refused" for o in pacs.outages for c in o.checks)
 
     assert router.service.objective == 98.0
     assert router.availability == 1 - 1500 / 43200
     assert router.budget_consumed == pytest.approx(1500 / (0.02 * 43200))
     assert router.met is False
     first, last = router.outages
-    assert first.checks[0].reason is None and first.duration == 86400
+    assert first.checks[0].reason == "refused" and first.duration == 86400  # not only the newest
     assert last == Outage(
         at("2026-11-30T23:00"),
         at("2026-12-01T00:00"),

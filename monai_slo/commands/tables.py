@@ -21,7 +21,7 @@ from rich.text import Text
 from monai_slo.checks.base import CheckResult
 from monai_slo.config.model import CheckRef
 from monai_slo.durations import format_duration
-from monai_slo.history.evaluation import LatencyReport, ServiceReport
+from monai_slo.history.evaluation import CheckReport, LatencyReport, ServiceReport
 from monai_slo.safe_text import cell
 from monai_slo.slo.availability import State
 from monai_slo.tiers import MONTH_SECONDS, TIERS, YEAR_SECONDS, allowed_downtime
@@ -258,6 +258,10 @@ def status_data(reports: Iterable[ServiceReport]) -> dict[str, Any]:
                     "failures": check.failures,
                     "reason": None if last is None or last.success else str(last.reason),
                     "detail": None if last is None or last.success else last.detail,
+                    "outage_reasons": [
+                        {"since": mark.at, "reason": mark.reason, "detail": mark.detail}
+                        for mark in check.outage_reasons
+                    ],
                     "latency": None
                     if objective is None
                     else {
@@ -306,11 +310,23 @@ def service_checks_table(reports: Iterable[ServiceReport], *, wide: bool = False
             row.append(f"{percent(ok_ratio, 2)} of {check.runs}")
             if with_latency:
                 row.append(_latency(latency.get(ref.key)))
-            row.append(
-                "" if last is None or last.success else cell(f"{last.reason}: {last.detail}", 400)
-            )
+            row.append(_why(check))
             table.add_row(*row)
     return table
+
+
+def _why(check: CheckReport) -> RenderableType:
+    """The last failure, and while down the earlier reasons of this outage before it."""
+    last = check.last
+    if last is None or last.success:
+        return ""
+    text = f"{last.reason}: {last.detail}"
+    earlier = [mark for mark in check.outage_reasons if mark.reason != str(last.reason)]
+    if earlier:
+        text += "; earlier in this outage: " + ", ".join(
+            dict.fromkeys(mark.reason or "failed" for mark in earlier)
+        )
+    return cell(text, 400)
 
 
 def _latency(report: LatencyReport | None) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from monai_slo.config.maintenance import Window, config_windows, merge
 from monai_slo.config.model import CheckRef, Config, Service
 from monai_slo.durations import format_duration
-from monai_slo.history.store import HistoryStore, LastResult, MaintenanceRow
+from monai_slo.history.store import HistoryStore, LastResult, MaintenanceRow, ReasonMark
 from monai_slo.history.timeline import TimelineCache
 from monai_slo.slo.availability import (
     ALERT_WINDOWS,
@@ -41,6 +41,8 @@ class CheckReport:
     runs: int
     failures: int
     """Runs and failures over the service's SLO window (hour granularity)."""
+    outage_reasons: tuple[ReasonMark, ...] = ()
+    """While down: every reason it has failed for since it went down, oldest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +175,15 @@ def evaluate_service(
             runs, failures = (
                 store.run_counts(check_id, now - service.window) if check_id is not None else (0, 0)
             )
-            check_reports.append(CheckReport(ref, last, check_state, runs, failures))
+            reasons: tuple[ReasonMark, ...] = ()
+            if check_state is State.DOWN and check_id is not None:
+                down_since = segments[-1].start
+                reasons = tuple(
+                    mark
+                    for mark in store.reasons([check_id], down_since, now).get(check_id, [])
+                    if mark.at >= down_since
+                )
+            check_reports.append(CheckReport(ref, last, check_state, runs, failures, reasons))
     latency = tuple(
         latency_report(
             ref, store, check_id, now, windows=windows, slo_window=service.window, excluded=excluded

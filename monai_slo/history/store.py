@@ -46,13 +46,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from monai_slo.checks.base import CheckResult, FailureReason
+from monai_slo.safe_text import clean
 from monai_slo.slo.availability import Segment
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-# Version 2 added the runs table's latency counters (timed, fast); :meth:`HistoryStore._connect`
-# adds them to a version 1 file in place.
+SCHEMA_VERSION = 3
+# Version 2 added the runs table's latency counters (timed, fast); version 3 the failure reason
+# and detail of each down segment, reason changes within one (segment_reasons), the
+# maintenance audit columns and incidents. :meth:`HistoryStore._connect` migrates older files
+# in place, keeping every row.
 CheckKey = tuple[str, str, str]
 
 # How long the daemon's writes wait for another process's lock before trying again at the
@@ -73,6 +76,9 @@ MAX_BUFFERED = 100_000
 _TRIM_EVERY = 60.0
 
 _HEADER = b"SQLite format 3\x00"
+# Operator text kept per incident update, and the longest author name kept.
+INCIDENT_TEXT_LIMIT = 1000
+AUTHOR_LIMIT = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,9 +89,11 @@ CREATE TABLE IF NOT EXISTS checks (
 );
 -- start: first result of the run; last: latest result; end: how far the run covers
 -- (min(next start, last + staleness)).
+-- reason, detail: the first failure of a down segment (detail cleaned, at most 300 chars).
 CREATE TABLE IF NOT EXISTS segments (
     check_id INTEGER NOT NULL REFERENCES checks(id),
     start REAL NOT NULL, last REAL NOT NULL, end REAL NOT NULL, up INTEGER NOT NULL,
+    reason TEXT, detail TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (check_id, start)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS segments_end ON segments (end);
@@ -97,16 +105,41 @@ CREATE TABLE IF NOT EXISTS runs (
     PRIMARY KEY (check_id, hour)
 ) WITHOUT ROWID;
 -- Maintenance started from the CLI; service NULL covers every service of the environment.
+-- created_by: who started it; ended_by/ended_at: who ended (or cancelled) it early and when;
+-- planned_end: the end it had before that.
 CREATE TABLE IF NOT EXISTS maintenance (
     id INTEGER PRIMARY KEY,
     environment TEXT NOT NULL, service TEXT,
-    start REAL NOT NULL, end REAL NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL
+    start REAL NOT NULL, end REAL NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '', ended_by TEXT, ended_at REAL, planned_end REAL
 );
 CREATE TABLE IF NOT EXISTS last_results (
     check_id INTEGER PRIMARY KEY REFERENCES checks(id),
     timestamp REAL NOT NULL, success INTEGER NOT NULL, duration REAL NOT NULL,
     reason TEXT, detail TEXT NOT NULL
 );
+"""
+
+# Tables new in version 3 (created in a version 2 file by the migration too).
+_V3_TABLES = """
+-- A failure reason that changed within a down segment, from ``at`` on.
+CREATE TABLE IF NOT EXISTS segment_reasons (
+    check_id INTEGER NOT NULL REFERENCES checks(id), at REAL NOT NULL,
+    reason TEXT, detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (check_id, at)
+) WITHOUT ROWID;
+-- Incidents written by operators: one row each, its notes (open, updates, resolve) in order.
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY,
+    environment TEXT NOT NULL, service TEXT NOT NULL,
+    opened REAL NOT NULL, opened_by TEXT NOT NULL, resolved REAL, resolved_by TEXT
+);
+CREATE INDEX IF NOT EXISTS incidents_resolved ON incidents (resolved);
+CREATE TABLE IF NOT EXISTS incident_updates (
+    incident_id INTEGER NOT NULL REFERENCES incidents(id), at REAL NOT NULL,
+    author TEXT NOT NULL, state TEXT NOT NULL, text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incident_updates_id ON incident_updates (incident_id, at);
 """
 
 # The latency SLI counts runs, not time, so it needs per-run counts rather than segments. They
@@ -120,6 +153,19 @@ _ADD_LATENCY_COUNTS = (
     "ALTER TABLE runs ADD COLUMN timed INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE runs ADD COLUMN fast INTEGER NOT NULL DEFAULT 0",
 )
+
+# Version 3, added to a version 2 file (after the tables the schema script creates).
+_ADD_REASONS_AND_AUDIT = (
+    "ALTER TABLE segments ADD COLUMN reason TEXT",
+    "ALTER TABLE segments ADD COLUMN detail TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE maintenance ADD COLUMN created_by TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE maintenance ADD COLUMN ended_by TEXT",
+    "ALTER TABLE maintenance ADD COLUMN ended_at REAL",
+    "ALTER TABLE maintenance ADD COLUMN planned_end REAL",
+)
+
+_SEGMENT_COLUMNS = "start, last, end, up, reason, detail"
+_SEGMENT_COLUMNS_V2 = "start, last, end, up, NULL, ''"
 
 _RECOVER = "keep a copy, then recover it (sqlite3 FILE .recover) or move it aside"
 
@@ -138,9 +184,46 @@ class StoredSegment:
     last: float
     end: float
     up: bool
+    reason: str | None = None
+    """Down segments: the failure reason of their first result (None before schema 3)."""
+    detail: str = ""
 
     def as_segment(self, now: float) -> Segment:
         return Segment(self.start, min(self.end, now), self.up)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdate:
+    at: float
+    author: str
+    state: str
+    """``open``, ``update`` or ``resolved``."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    id: int
+    environment: str
+    service: str
+    opened: float
+    opened_by: str
+    resolved: float | None
+    resolved_by: str | None
+    updates: tuple[IncidentUpdate, ...] = ()
+
+    @property
+    def title(self) -> str:
+        """The text it was opened with."""
+        return self.updates[0].text if self.updates else ""
+
+    @property
+    def latest(self) -> str:
+        """Its newest non-empty note."""
+        return next((u.text for u in reversed(self.updates) if u.text), "")
+
+    def overlaps(self, start: float, end: float) -> bool:
+        return self.opened < end and (self.resolved is None or self.resolved > start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +236,16 @@ class LastResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasonMark:
+    """From ``at`` on (until the next mark or the end of its down segment) a check failed
+    for ``reason``; ``detail`` is that first failure's detail, cleaned and bounded."""
+
+    at: float
+    reason: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class MaintenanceRow:
     id: int
     environment: str
@@ -160,6 +253,14 @@ class MaintenanceRow:
     start: float
     end: float
     reason: str
+    created: float = 0.0
+    created_by: str = ""
+    """The OS user who started it ("" for windows recorded before the audit existed)."""
+    ended_by: str | None = None
+    """Who ended (or cancelled) it early; None when it ran (or is to run) as planned."""
+    ended_at: float | None = None
+    planned_end: float | None = None
+    """Its end before it was ended early."""
 
     def covers(self, environment: str, service: str) -> bool:
         return self.environment == environment and self.service in (None, service)
@@ -286,6 +387,14 @@ class HistoryStore:
         self._recent: dict[int, dict[float, StoredSegment]] = {}
         self._dirty_segments: dict[tuple[int, float], StoredSegment] = {}
         self._pending_runs: dict[tuple[int, int], list[int]] = {}
+        # Reason changes within down segments: buffered for the next flush, recent ones kept
+        # for reads, and each open down segment's latest reason (to notice the next change).
+        self._dirty_reasons: dict[tuple[int, float], ReasonMark] = {}
+        self._recent_reasons: dict[int, dict[float, ReasonMark]] = {}
+        self._reason_now: dict[int, str | None] = {}
+        self._v3 = True
+        """The file has version 3's columns and tables (a read-only reader may find an older
+        one that no daemon has opened since)."""
         self._last: dict[int, LastResult] = {}
         self._dirty_last: set[int] = set()
         self.errors: dict[str, int] = {}
@@ -356,20 +465,13 @@ class HistoryStore:
                 "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'last_results'"
             ).fetchone()
             if has_schema is None:  # a new file: the only case that writes at open
-                db.executescript(_SCHEMA)
+                db.executescript(_SCHEMA + _V3_TABLES)
                 db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            elif not _has_latency_counts(db):  # a version 1 file: migrated in place
-                db.execute("BEGIN")
-                for statement in _ADD_LATENCY_COUNTS:
-                    db.execute(statement)
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                db.execute("COMMIT")
+            elif not _has_latency_counts(db) or not _has_reasons(db):
+                _migrate(db)
         except sqlite3.Error as exc:
             db.close()
             if _is_corrupt(exc):
@@ -394,23 +496,43 @@ class HistoryStore:
         recent_since = self._clock() - RECENT_KEEP
         with self._read_lock:
             db = self._reader
+            self._v3 = _has_reasons(db)
+            columns = _SEGMENT_COLUMNS if self._v3 else _SEGMENT_COLUMNS_V2
             rows = db.execute(
-                "SELECT check_id, start, last, end, up FROM segments s WHERE start = "
+                f"SELECT check_id, {columns} FROM segments s WHERE start = "  # noqa: S608 -- fixed columns
                 "(SELECT MAX(start) FROM segments WHERE check_id = s.check_id)"
             ).fetchall()
             recent = db.execute(
-                "SELECT check_id, start, last, end, up FROM segments WHERE end > ?",
+                f"SELECT check_id, {columns} FROM segments WHERE end > ?",  # noqa: S608 -- fixed columns
                 (recent_since,),
             ).fetchall()
             last_rows = db.execute(
                 "SELECT check_id, timestamp, success, duration, reason, detail FROM last_results"
             ).fetchall()
-        for check_id, start, last, end, up in rows:
-            segment = StoredSegment(start, last, end, bool(up))
+            # The latest reason of each open down segment, so a change after a restart is
+            # noticed as one.
+            changed = (
+                db.execute(
+                    "SELECT r.check_id, r.at, r.reason FROM segment_reasons r WHERE r.at = "
+                    "(SELECT MAX(at) FROM segment_reasons WHERE check_id = r.check_id)"
+                ).fetchall()
+                if self._v3
+                else []
+            )
+        latest_change = {int(cid): (float(at), reason) for cid, at, reason in changed}
+        for check_id, start, last, end, up, reason_text, detail_text in rows:
+            segment = StoredSegment(start, last, end, bool(up), reason_text, detail_text)
             self._open[check_id] = segment
-            self._recent.setdefault(check_id, {})[start] = segment
-        for check_id, start, last, end, up in recent:
-            self._recent.setdefault(check_id, {})[start] = StoredSegment(start, last, end, bool(up))
+            self._recent.setdefault(check_id, {})[segment.start] = segment
+            if not segment.up:
+                at, changed_reason = latest_change.get(check_id, (-math.inf, None))
+                self._reason_now[check_id] = (
+                    changed_reason if at >= segment.start else segment.reason
+                )
+        for check_id, *fields in recent:
+            self._recent.setdefault(check_id, {})[fields[0]] = StoredSegment(
+                fields[0], fields[1], fields[2], bool(fields[3]), fields[4], fields[5]
+            )
         self._memory_since = recent_since
         for check_id, timestamp, success, duration, reason, detail in last_rows:
             self._last[check_id] = LastResult(
@@ -504,6 +626,12 @@ class HistoryStore:
                     self._dirty_segments[(real, start)] = self._dirty_segments.pop((cid, start))
                 for cid, hour in [k for k in self._pending_runs if k[0] == temporary]:
                     self._pending_runs[(real, hour)] = self._pending_runs.pop((cid, hour))
+                for cid, at in [k for k in self._dirty_reasons if k[0] == temporary]:
+                    self._dirty_reasons[(real, at)] = self._dirty_reasons.pop((cid, at))
+                if temporary in self._recent_reasons:
+                    self._recent_reasons[real] = self._recent_reasons.pop(temporary)
+                if temporary in self._reason_now:
+                    self._reason_now[real] = self._reason_now.pop(temporary)
 
     def known_id(self, key: CheckKey) -> int | None:
         """Id of a check that has history, without creating one (for read-only callers)."""
@@ -551,6 +679,8 @@ class HistoryStore:
         succeeded within the threshold."""
         check_id = self.check_id(key, kind)
         at = result.timestamp
+        reason = None if result.success or result.reason is None else str(result.reason)
+        detail = "" if result.success else clean(result.detail)
         with self._lock:
             current = self._open.get(check_id)
             if current is not None and at < current.last:
@@ -558,13 +688,23 @@ class HistoryStore:
                 at = current.last
             if current is not None and current.up == result.success and at <= current.end:
                 self._keep(check_id, replace(current, last=at, end=at + staleness), True)
+                if not result.success and self._reason_now.get(check_id) != reason:
+                    # The same outage, a new why: kept from here on.
+                    mark = ReasonMark(at, reason, detail)
+                    self._dirty_reasons[(check_id, at)] = mark
+                    self._recent_reasons.setdefault(check_id, {})[at] = mark
+                    self._reason_now[check_id] = reason
             else:
                 if current is not None and at < current.end:
                     self._keep(check_id, replace(current, end=at), False)
-                opened = StoredSegment(at, at, at + staleness, result.success)
+                opened = StoredSegment(at, at, at + staleness, result.success, reason, detail)
                 if current is not None and opened.start == current.start:
                     opened = replace(opened, start=at + 1e-6, last=at + 1e-6)
                 self._keep(check_id, opened, True)
+                if result.success:
+                    self._reason_now.pop(check_id, None)
+                else:
+                    self._reason_now[check_id] = reason
             counter = self._pending_runs.setdefault((check_id, int(at // 3600)), [0, 0, 0, 0])
             counter[0] += 1
             counter[1] += 0 if result.success else 1
@@ -590,9 +730,14 @@ class HistoryStore:
         Dropped records stay in memory for reads until they age out; only the database
         never gets them, so they are counted and logged.
         """
-        while len(self._dirty_segments) + len(self._pending_runs) > MAX_BUFFERED:
+        while (
+            len(self._dirty_segments) + len(self._pending_runs) + len(self._dirty_reasons)
+            > MAX_BUFFERED
+        ):
             # Dicts keep insertion order: the first key is the oldest buffered record.
-            if len(self._dirty_segments) >= len(self._pending_runs):
+            if len(self._dirty_reasons) > max(len(self._dirty_segments), len(self._pending_runs)):
+                del self._dirty_reasons[next(iter(self._dirty_reasons))]
+            elif len(self._dirty_segments) >= len(self._pending_runs):
                 del self._dirty_segments[next(iter(self._dirty_segments))]
             else:
                 del self._pending_runs[next(iter(self._pending_runs))]
@@ -608,7 +753,7 @@ class HistoryStore:
     def buffered(self) -> int:
         """Records waiting for a write."""
         with self._lock:
-            return len(self._dirty_segments) + len(self._pending_runs)
+            return len(self._dirty_segments) + len(self._pending_runs) + len(self._dirty_reasons)
 
     def flush(self) -> bool:
         """Write buffered results in one transaction; on failure keep them for the next try.
@@ -625,7 +770,12 @@ class HistoryStore:
         if self._corrupt is not None:
             return False  # writing into a damaged file can spread the damage
         with self._lock:
-            if not (self._dirty_segments or self._pending_runs or self._dirty_last):
+            if not (
+                self._dirty_segments
+                or self._pending_runs
+                or self._dirty_last
+                or self._dirty_reasons
+            ):
                 self._recovered()
                 return True
         try:
@@ -636,6 +786,7 @@ class HistoryStore:
         with self._lock:
             # Checks registered since the ids were resolved wait for the next flush.
             segments = {k: s for k, s in self._dirty_segments.items() if k[0] > 0}
+            reasons = {k: m for k, m in self._dirty_reasons.items() if k[0] > 0}
             runs = {k: n for k, n in self._pending_runs.items() if k[0] > 0}
             for run_key in runs:
                 del self._pending_runs[run_key]
@@ -643,8 +794,16 @@ class HistoryStore:
         try:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?)",
-                [(cid, s.start, s.last, s.end, int(s.up)) for (cid, _), s in segments.items()],
+                "INSERT OR REPLACE INTO segments (check_id, start, last, end, up, reason, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (cid, s.start, s.last, s.end, int(s.up), s.reason, s.detail)
+                    for (cid, _), s in segments.items()
+                ],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO segment_reasons VALUES (?, ?, ?, ?)",
+                [(cid, m.at, m.reason, m.detail) for (cid, _), m in reasons.items()],
             )
             self._db.executemany(
                 "INSERT INTO runs (check_id, hour, runs, failures, timed, fast) "
@@ -670,16 +829,28 @@ class HistoryStore:
                         counter[i] += count
             self._failed("write", exc)
             return False
+        self._forget_written(segments, reasons, last)
+        self._recovered()
+        return True
+
+    def _forget_written(
+        self,
+        segments: dict[tuple[int, float], StoredSegment],
+        reasons: dict[tuple[int, float], ReasonMark],
+        last: dict[int, LastResult],
+    ) -> None:
+        """Drop written records from the buffer; what changed again while writing stays
+        buffered for the next flush."""
         with self._lock:
-            # What changed again while writing stays buffered for the next flush.
             for seg_key, segment in segments.items():
                 if self._dirty_segments.get(seg_key) is segment:
                     del self._dirty_segments[seg_key]
+            for reason_key, mark in reasons.items():
+                if self._dirty_reasons.get(reason_key) is mark:
+                    del self._dirty_reasons[reason_key]
             for cid, result in last.items():
                 if self._last.get(cid) is result:
                     self._dirty_last.discard(cid)
-        self._recovered()
-        return True
 
     def _trim(self) -> None:
         """Forget settled segments older than RECENT_KEEP; reads before then use the file."""
@@ -696,6 +867,10 @@ class HistoryStore:
                         start,
                     ) not in self._dirty_segments:
                         del by_start[start]
+            for check_id, by_at in self._recent_reasons.items():
+                for at in [a for a in by_at if a <= cutoff]:
+                    if (check_id, at) not in self._dirty_reasons:
+                        del by_at[at]
             self._memory_since = max(self._memory_since, cutoff)
 
     def _rollback(self) -> None:
@@ -799,6 +974,13 @@ class HistoryStore:
                 self._db.execute("DELETE FROM segments WHERE end < ?", (cutoff,))
                 self._db.execute("DELETE FROM runs WHERE hour < ?", (int(cutoff // 3600),))
                 self._db.execute("DELETE FROM maintenance WHERE end < ?", (cutoff,))
+                self._db.execute("DELETE FROM segment_reasons WHERE at < ?", (cutoff,))
+                self._db.execute(
+                    "DELETE FROM incident_updates WHERE incident_id IN "
+                    "(SELECT id FROM incidents WHERE resolved < ?)",
+                    (cutoff,),
+                )
+                self._db.execute("DELETE FROM incidents WHERE resolved < ?", (cutoff,))
             except sqlite3.Error as exc:
                 self._failed("prune", exc)
         with self._lock:
@@ -846,6 +1028,54 @@ class HistoryStore:
             cid: [seg.as_segment(now) for _, seg in sorted(by_start.items())]
             for cid, by_start in found.items()
         }
+
+    def reasons(
+        self, check_ids: Iterable[int], since: float, now: float
+    ) -> dict[int, list[ReasonMark]]:
+        """Per check, oldest first, why it failed in its down segments overlapping
+        [since, now]: a mark at each such segment's start and at each reason change within
+        one (marks in memory may reach a little further; callers match them to segments).
+        Segments recorded before schema 3 have no reason and give no mark."""
+        ids = list(check_ids)
+        found: dict[int, dict[float, ReasonMark]] = {cid: {} for cid in ids}
+        positive = [cid for cid in ids if cid > 0]
+        if self._v3:
+            try:
+                with self._read_lock:
+                    for chunk in _chunks(positive, 500):
+                        marks = ",".join("?" * len(chunk))
+                        query = (
+                            f"SELECT check_id, start, reason, detail FROM segments "  # noqa: S608 -- only placeholders
+                            f"WHERE check_id IN ({marks}) AND up = 0 AND reason IS NOT NULL "
+                            "AND end > ? AND start < ? "
+                            "UNION ALL SELECT r.check_id, r.at, r.reason, r.detail "
+                            "FROM segments s JOIN segment_reasons r ON r.check_id = s.check_id "
+                            "AND r.at >= s.start AND r.at <= s.end "
+                            f"WHERE s.check_id IN ({marks}) AND s.up = 0 "
+                            "AND s.end > ? AND s.start < ?"
+                        )
+                        for check_id, at, reason, detail in self._reader.execute(
+                            query, (*chunk, since, now, *chunk, since, now)
+                        ):
+                            found[check_id][at] = ReasonMark(at, reason, detail)
+            except sqlite3.Error as exc:
+                if self.read_only:
+                    raise
+                self._failed("read", exc)
+        with self._lock:
+            for check_id in ids:
+                for seg in self._recent.get(check_id, {}).values():
+                    if (
+                        not seg.up
+                        and seg.reason is not None
+                        and seg.end > since
+                        and seg.start < now
+                    ):
+                        found[check_id][seg.start] = ReasonMark(seg.start, seg.reason, seg.detail)
+                for at, mark in self._recent_reasons.get(check_id, {}).items():
+                    if at < now:
+                        found[check_id][at] = mark
+        return {cid: [m for _, m in sorted(by_at.items())] for cid, by_at in found.items()}
 
     def last_result(self, check_id: int) -> LastResult | None:
         with self._lock:
@@ -917,12 +1147,15 @@ class HistoryStore:
         *,
         reason: str,
         now: float,
+        author: str = "",
     ) -> int:
+        """Store a window started by ``author`` (the OS user for the CLI) at ``now``."""
         with self._write_lock:
             cursor = self._db.execute(
-                "INSERT INTO maintenance (environment, service, start, end, reason, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (environment, service, start, end, reason, now),
+                "INSERT INTO maintenance "
+                "(environment, service, start, end, reason, created, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (environment, service, start, end, reason, now, clean(author, AUTHOR_LIMIT)),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
@@ -934,8 +1167,10 @@ class HistoryStore:
         window_id: int | None = None,
         environment: str | None = None,
         service: str | None = None,
+        author: str = "",
     ) -> int:
-        """End active (and cancel future) windows matching; returns how many changed."""
+        """End active (and cancel future) windows matching; returns how many changed. Who
+        ended them and when is kept, and so is the end they had before."""
         where: list[str] = ["end > ?"]
         params: list[float | int | str | None] = [now]
         if window_id is not None:
@@ -949,8 +1184,9 @@ class HistoryStore:
             params.append(service)
         with self._write_lock:
             cursor = self._db.execute(
-                f"UPDATE maintenance SET end = MAX(start, ?) WHERE {' AND '.join(where)}",  # noqa: S608 -- fixed clauses
-                (now, *params),
+                "UPDATE maintenance SET planned_end = COALESCE(planned_end, end), "  # noqa: S608 -- fixed clauses
+                f"end = MAX(start, ?), ended_by = ?, ended_at = ? WHERE {' AND '.join(where)}",
+                (now, clean(author, AUTHOR_LIMIT), now, *params),
             )
             return cursor.rowcount
 
@@ -962,9 +1198,14 @@ class HistoryStore:
         """
         try:
             with self._read_lock:
+                audit = (
+                    "created, created_by, ended_by, ended_at, planned_end"
+                    if self._v3
+                    else "created, '', NULL, NULL, NULL"
+                )
                 rows = self._reader.execute(
-                    "SELECT id, environment, service, start, end, reason FROM maintenance "
-                    "WHERE end > ? ORDER BY start, id",
+                    f"SELECT id, environment, service, start, end, reason, {audit} "  # noqa: S608 -- fixed columns
+                    "FROM maintenance WHERE end > ? ORDER BY start, id",
                     (since,),
                 ).fetchall()
         except sqlite3.Error as exc:
@@ -980,6 +1221,95 @@ class HistoryStore:
         if not self.read_only:
             self._maintenance_cache = (since, found)
         return found
+
+    # -- incidents written by operators ------------------------------------------------------
+
+    def open_incident(
+        self, environment: str, service: str, text: str, *, author: str, now: float
+    ) -> int:
+        """A new incident on the service, opened by ``author`` with ``text``; its id."""
+        with self._write_lock:
+            self._db.execute("BEGIN")
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO incidents (environment, service, opened, opened_by) "
+                    "VALUES (?, ?, ?, ?)",
+                    (environment, service, now, clean(author, AUTHOR_LIMIT)),
+                )
+                assert cursor.lastrowid is not None
+                self._note(cursor.lastrowid, "open", text, author, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            return cursor.lastrowid
+
+    def note_incident(
+        self, incident_id: int, text: str, *, author: str, now: float, resolve: bool = False
+    ) -> None:
+        """Add a note to an incident; ``resolve`` also marks it resolved (by ``author``)."""
+        with self._write_lock:
+            self._db.execute("BEGIN")
+            try:
+                if resolve:
+                    self._db.execute(
+                        "UPDATE incidents SET resolved = ?, resolved_by = ? WHERE id = ?",
+                        (now, clean(author, AUTHOR_LIMIT), incident_id),
+                    )
+                self._note(incident_id, "resolved" if resolve else "update", text, author, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _note(self, incident_id: int, state: str, text: str, author: str, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO incident_updates VALUES (?, ?, ?, ?, ?)",
+            (
+                incident_id,
+                now,
+                clean(author, AUTHOR_LIMIT),
+                state,
+                clean(text, INCIDENT_TEXT_LIMIT),
+            ),
+        )
+
+    def incidents(self, since: float) -> list[IncidentRow]:
+        """Incidents open now or resolved after ``since``, oldest first, with their notes
+        (none in a file from before schema 3)."""
+        if not self._v3:
+            return []
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT id, environment, service, opened, opened_by, resolved, resolved_by "
+                "FROM incidents WHERE resolved IS NULL OR resolved > ? ORDER BY opened, id",
+                (since,),
+            ).fetchall()
+            notes: dict[int, list[IncidentUpdate]] = {}
+            ids = [int(row[0]) for row in rows]
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for incident_id, at, author, state, text in self._reader.execute(
+                    "SELECT incident_id, at, author, state, text FROM incident_updates "  # noqa: S608 -- only placeholders
+                    f"WHERE incident_id IN ({marks}) ORDER BY at, rowid",
+                    chunk,
+                ):
+                    notes.setdefault(incident_id, []).append(
+                        IncidentUpdate(at, author, state, text)
+                    )
+        return [
+            IncidentRow(
+                int(identity),
+                environment,
+                service,
+                opened,
+                opened_by,
+                resolved,
+                resolved_by,
+                tuple(notes.get(int(identity), ())),
+            )
+            for identity, environment, service, opened, opened_by, resolved, resolved_by in rows
+        ]
 
     def close(self) -> None:
         """Last flush (waiting up to CLOSE_WAIT for another process's lock), then close."""
@@ -1003,6 +1333,35 @@ class HistoryStore:
 
 def _has_latency_counts(db: sqlite3.Connection) -> bool:
     return "fast" in {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older file to SCHEMA_VERSION in one transaction (all or nothing), keeping
+    every row; new columns start empty (no reason, no author recorded)."""
+    db.execute("BEGIN")
+    try:
+        if not _has_latency_counts(db):
+            for statement in _ADD_LATENCY_COUNTS:
+                db.execute(statement)
+        if not _has_reasons(db):
+            for statement in _ADD_REASONS_AND_AUDIT:
+                db.execute(statement)
+            for statement in _V3_TABLES.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _has_reasons(db: sqlite3.Connection) -> bool:
+    """A version 3 file: down segments keep their reasons, maintenance its audit."""
+    return "reason" in {row[1] for row in db.execute("PRAGMA table_info(segments)")}
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from monai_slo.config.maintenance import Window, merge
 from monai_slo.config.model import Config, Environment, Service
 from monai_slo.history.evaluation import maintenance_windows
-from monai_slo.history.store import HistoryStore, MaintenanceRow
+from monai_slo.history.store import HistoryStore, IncidentRow, MaintenanceRow, ReasonMark
 from monai_slo.slo.availability import (
     Segment,
     Span,
@@ -176,9 +176,12 @@ class CheckDown:
     down: float
     """Seconds this check was down within the outage."""
     reason: str | None
-    """Its last failure reason, when its last recorded result falls in this outage (the store
-    keeps only the last result per check, so older outages list the check without one)."""
+    """Its first failure reason in this outage (for history recorded before reasons were
+    kept per segment: its last failure, when that falls in this outage)."""
     detail: str
+    reasons: tuple[ReasonMark, ...] = ()
+    """Every reason it failed for within this outage, in order, each from when it began
+    (the first one from the outage's start at the latest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,8 @@ class Outage:
     """Seconds of the outage inside planned maintenance."""
     ongoing: bool
     checks: tuple[CheckDown, ...]
+    incidents: tuple[IncidentRow, ...] = ()
+    """Operators' incidents on the service open at some time during the outage."""
 
     @property
     def duration(self) -> float:
@@ -238,6 +243,10 @@ class ServicePeriod:
     outages: tuple[Outage, ...]
     days: tuple[DayStats, ...]
     latency: tuple[LatencyPeriod, ...] = ()
+    incidents: tuple[IncidentRow, ...] = ()
+    """Operators' incidents on the service open at some time in the period."""
+    audit: tuple[MaintenanceRow, ...] = ()
+    """The stored (CLI) windows among ``windows``: who started and ended them, and when."""
 
     @property
     def objective_ratio(self) -> float | None:
@@ -296,11 +305,12 @@ def build_report(
 ) -> AvailabilityReport:
     until = max(period.start, min(period.end, now))
     stored = store.maintenance(period.start)
+    incidents = store.incidents(period.start)
     environments = tuple(
         EnvironmentPeriod(
             environment,
             tuple(
-                service_period(service, store, period, until, stored)
+                service_period(service, store, period, until, stored, incidents=incidents)
                 for service in environment.services
             ),
         )
@@ -315,8 +325,18 @@ def service_period(
     period: Period,
     until: float,
     stored_maintenance: Sequence[MaintenanceRow],
+    *,
+    incidents: Sequence[IncidentRow] = (),
 ) -> ServicePeriod:
     windows = maintenance_windows(service, stored_maintenance, period.start, period.end)
+    ids_in_use = {window.id for window in windows if window.id is not None}
+    audit = tuple(row for row in stored_maintenance if row.id in ids_in_use)
+    own_incidents = tuple(
+        incident
+        for incident in incidents
+        if (incident.environment, incident.service) == service.key
+        and incident.overlaps(period.start, max(until, period.start + 1))
+    )
     excluded = merge(windows)
     ids = [store.known_id(ref.key) for ref in service.checks]
     found = store.segments([i for i in ids if i is not None], period.start, until)
@@ -331,8 +351,11 @@ def service_period(
         allowed = (1 - objective / 100) * (period.seconds - planned_in_period)
     outages = []
     maintenance_down = 0.0
+    marks = store.reasons([i for i in ids if i is not None], period.start, until)
     checks = [
-        _DownSegments(ref.config.name, check_id, segments)
+        _DownSegments(
+            ref.config.name, check_id, segments, marks.get(check_id, []) if check_id else []
+        )
         for ref, check_id, segments in zip(service.checks, ids, per_check, strict=True)
     ]
     for span in spans:
@@ -342,7 +365,8 @@ def service_period(
         maintenance_down += planned
         ongoing = span.end >= until and until < period.end
         down = _checks_down(store, checks, span)
-        outages.append(Outage(span.start, span.end, planned, ongoing, down))
+        explained = tuple(i for i in own_incidents if i.overlaps(span.start, span.end))
+        outages.append(Outage(span.start, span.end, planned, ongoing, down, explained))
     return ServicePeriod(
         service,
         stats,
@@ -369,17 +393,51 @@ def service_period(
             for ref, check_id in zip(service.checks, ids, strict=True)
             if ref.config.latency is not None
         ),
+        own_incidents,
+        audit,
     )
 
 
 class _DownSegments:
-    """One check's down segments, searchable by time (a flapping month has thousands)."""
+    """One check's down segments and why it failed in them, searchable by time (a flapping
+    month has thousands)."""
 
-    def __init__(self, name: str, check_id: int | None, segments: Sequence[Segment]) -> None:
+    def __init__(
+        self,
+        name: str,
+        check_id: int | None,
+        segments: Sequence[Segment],
+        marks: Sequence[ReasonMark] = (),
+    ) -> None:
         self.name = name
         self.check_id = check_id
         self.down = [seg for seg in segments if not seg.up]
         self.ends = [seg.end for seg in self.down]
+        self.marks = list(marks)
+        self.mark_times = [mark.at for mark in self.marks]
+
+    def reasons(self, start: float, end: float) -> tuple[ReasonMark, ...]:
+        """The reasons in force within [start, end], in order, a repeated one only once in
+        a row: for each down segment there, the mark in force where it enters the range and
+        the marks after that."""
+        found: list[ReasonMark] = []
+        index = bisect_right(self.ends, start)
+        while index < len(self.down) and self.down[index].start < end:
+            seg = self.down[index]
+            index += 1
+            lo, hi = max(seg.start, start), min(seg.end, end)
+            first = bisect_right(self.mark_times, lo) - 1
+            if first < 0 or self.marks[first].at < seg.start:
+                first += 1  # no mark in force at lo within this segment: the next one, if any
+            position = max(first, 0)
+            while position < len(self.marks) and self.marks[position].at <= hi:
+                mark = self.marks[position]
+                position += 1
+                if mark.at < seg.start:
+                    continue
+                if not found or found[-1].reason != mark.reason:
+                    found.append(mark)
+        return tuple(found)
 
     def within(self, start: float, end: float) -> float:
         total = 0.0
@@ -399,6 +457,11 @@ def _checks_down(
         down = check.within(span.start, span.end)
         if down <= 0 or check.check_id is None:
             continue
+        reasons = check.reasons(span.start, span.end)
+        if reasons:
+            found.append(CheckDown(check.name, down, reasons[0].reason, reasons[0].detail, reasons))
+            continue
+        # Recorded before reasons were kept per segment: the last result may still say why.
         last = store.last_result(check.check_id)
         reason, detail = None, ""
         if last is not None and not last.success and span.start <= last.timestamp <= span.end:

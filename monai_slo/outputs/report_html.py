@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 
 from monai_slo import __version__
 from monai_slo.durations import format_duration
+from monai_slo.history.store import IncidentRow, MaintenanceRow
 from monai_slo.outputs.report import (
     AvailabilityReport,
+    CheckDown,
     DayStats,
     Interval,
     Outage,
@@ -284,6 +286,7 @@ def _service_section(report: AvailabilityReport, s: ServicePeriod) -> str:
         f'<dl class="figures">{cells}</dl>'
         f"{_chart(report, s)}"
         f"{_outages_table(s.outages)}"
+        f"{_incidents_table(s.incidents)}"
         f"{_maintenance_table(s)}"
         "</section>"
     )
@@ -358,41 +361,113 @@ def _outages_table(outages: Sequence[Outage]) -> str:
         )
     rows = []
     for outage in listed:
-        checks = "; ".join(
-            f"{esc(c.name)} (down {esc(format_duration(c.down))}"
-            + (f", last failure: {esc(c.reason)}" if c.reason else "")
-            + (f": {esc(c.detail)}" if c.reason and c.detail else "")
-            + ")"
-            for c in outage.checks
-        )
+        checks = "; ".join(_check_down(c) for c in outage.checks)
         end = "ongoing" if outage.ongoing else utc_time(outage.end)
+        explained = "<br>".join(
+            f'<span data-incident="{incident.id}">#{incident.id}: {esc(incident.title)}</span>'
+            for incident in outage.incidents
+        )
         rows.append(
             f'<tr class="outage"><td>{esc(utc_time(outage.start))}</td><td>{esc(end)}</td>'
             f"<td class=num>{esc(format_duration(outage.duration))}</td>"
             f"<td class=num>{minutes(outage.unplanned)}</td>"
-            f"<td class=num>{minutes(outage.in_maintenance)}</td><td>{checks}</td></tr>"
+            f"<td class=num>{minutes(outage.in_maintenance)}</td><td>{checks}</td>"
+            f"<td>{explained or '—'}</td></tr>"
         )
     return (
         f"<table><caption style='text-align:left'>Outages ({len(outages)}), times in UTC"
         "</caption><tr><th>Start</th><th>End</th><th class=num>Duration</th>"
         "<th class=num>Unplanned (min)</th><th class=num>In maintenance (min)</th>"
-        f"<th>Checks down</th></tr>{''.join(rows)}</table>{note}"
+        f"<th>Checks down and why</th><th>Incident</th></tr>{''.join(rows)}</table>{note}"
     )
+
+
+def _check_down(check: CheckDown) -> str:
+    """``echo (down 5m: timeout: no answer; from 10:05:00 refused: ...)``."""
+    down = f"down {format_duration(check.down)}"
+    if check.reasons:
+        whys = []
+        for index, mark in enumerate(check.reasons):
+            why = f"{mark.reason or 'failed'}" + (f": {mark.detail}" if mark.detail else "")
+            if index:
+                why = f"from {utc_time(mark.at)} {why}"
+            whys.append(
+                f'<span class="reason" data-reason="{esc(mark.reason or "")}">{esc(why)}</span>'
+            )
+        return f"{esc(check.name)} ({esc(down)}: {'; '.join(whys)})"
+    if check.reason:  # history from before reasons were kept per outage
+        detail = f": {check.detail}" if check.detail else ""
+        return (
+            f"{esc(check.name)} ({esc(down)}, last failure: "
+            f'<span class="reason" data-reason="{esc(check.reason)}">'
+            f"{esc(check.reason + detail)}</span>)"
+        )
+    return f"{esc(check.name)} ({esc(down)}, reason not recorded)"
+
+
+def _incidents_table(incidents: Sequence[IncidentRow]) -> str:
+    if not incidents:
+        return ""
+    rows = "".join(
+        f'<tr class="incident" data-incident="{incident.id}"><td>#{incident.id}</td>'
+        f"<td>{esc(utc_time(incident.opened))}<br>{esc(incident.opened_by)}</td>"
+        + (
+            f"<td>{esc(utc_time(incident.resolved))}<br>{esc(incident.resolved_by or '')}</td>"
+            if incident.resolved is not None
+            else "<td>open</td>"
+        )
+        + f"<td>{incident_notes(incident)}</td></tr>"
+        for incident in incidents
+    )
+    return (
+        "<table><caption style='text-align:left'>Incidents, times in UTC</caption>"
+        "<tr><th>#</th><th>Opened</th><th>Resolved</th><th>Notes</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def incident_notes(incident: IncidentRow) -> str:
+    """Each note of an incident on its own line: time, author, what it said (escaped)."""
+    return "<br>".join(
+        f'<span class="note" data-state="{esc(note.state)}">{esc(utc_time(note.at))} '
+        f"{esc(note.state)} by {esc(note.author or 'unknown')}"
+        + (f": {esc(note.text)}" if note.text else "")
+        + "</span>"
+        for note in incident.updates
+    )
+
+
+def audit_text(row: MaintenanceRow | None) -> str:
+    """Who planned a window and who ended it early, in words (not escaped)."""
+    if row is None:
+        return "from the config file"
+    made = f"started by {row.created_by or 'unknown (recorded before authors were kept)'}"
+    if row.created:
+        made += f" at {utc_time(row.created)}"
+    if row.ended_by is not None:
+        made += f"; ended early by {row.ended_by or 'unknown'}"
+        if row.ended_at is not None:
+            made += f" at {utc_time(row.ended_at)}"
+        if row.planned_end is not None:
+            made += f" (planned until {utc_time(row.planned_end)})"
+    return made
 
 
 def _maintenance_table(s: ServicePeriod) -> str:
     if not s.windows:
         return ""
+    audit = {row.id: row for row in s.audit}
     rows = "".join(
         f"<tr><td>{esc(utc_time(w.start, False))}</td><td>{esc(utc_time(w.end, False))}</td>"
         f"<td class=num>{esc(format_duration(w.end - w.start))}</td>"
-        f"<td>{esc(w.reason) or '—'}</td></tr>"
+        f"<td>{esc(w.reason) or '—'}</td>"
+        f'<td data-audit="{w.id or "config"}">{esc(audit_text(audit.get(w.id) if w.id else None))}</td></tr>'
         for w in s.windows
     )
     return (
         "<table><caption style='text-align:left'>Planned maintenance, times in UTC</caption>"
-        "<tr><th>Start</th><th>End</th><th class=num>Length</th><th>Reason</th></tr>"
-        f"{rows}</table>"
+        "<tr><th>Start</th><th>End</th><th class=num>Length</th><th>Reason</th>"
+        f"<th>Planned by</th></tr>{rows}</table>"
     )
 
 
@@ -405,7 +480,7 @@ def _method(report: AvailabilityReport) -> str:
         "achieved availability = up / (up + unplanned down), and downtime inside maintenance "
         "is listed separately. Error budget consumed = unplanned downtime / allowed downtime, "
         "where allowed downtime = (1 &minus; objective) &times; (period &minus; maintenance). "
-        "Reasons are "
-        "shown for the most recent failure of each check only; history is kept for "
+        "Each outage lists every failure reason of its checks, each from when it began; "
+        "history is kept for "
         f"{esc(format_duration(report.retention))}, and older time shows as no data.</p>"
     )
