@@ -3,12 +3,13 @@
 Everything is read through :mod:`monai_slo.checks.nvml` (``nvml.current()``), so tests run the
 same rules against :class:`monai_slo.testing.nvml.FakeNvml`.
 
-Fatal (the check fails), after DCGM, the Kubernetes device plugin and gpud:
-GPU lost or reset required, fewer GPUs than expected, a critical XID since the last run,
-uncorrected volatile ECC errors, row remapping failed or pending, a recovery action
-requested by the driver, NVML not usable at all. Temperature, throttling, power, memory and
-utilisation are gauges (``CheckOutcome.series``, one ``gpu`` label per index) and only fail
-the check when ``max_temperature_celsius`` / ``fail_on_throttle`` ask for it.
+Each GPU gets a verdict (healthy / degraded / unhealthy) and a suggested action from the
+rules in :mod:`monai_slo.checks.gpu.verdict` (gauges ``gpu_health`` and
+``gpu_suggested_action``, state sets); the check fails on an unhealthy GPU (and on a degraded
+one with ``fail_on: degraded``), on fewer GPUs than expected and when NVML is not usable.
+Temperature, throttling, power, memory and utilisation are gauges (``CheckOutcome.series``,
+one ``gpu`` label per index) and only fail the check when ``max_temperature_celsius`` /
+``fail_on_throttle`` ask for it.
 
 NVML is initialised once per process and an XID event set is kept open between runs in a
 module-level session (one per NVML implementation, guarded by a lock); each check keeps
