@@ -592,7 +592,10 @@ def _transport_failure(
     if isinstance(raw, _RecordingTLSSocket) and raw.tls_failure is not None:
         return raw.tls_failure.outcome()
     error = raw.connect_error if raw is not None else None
-    if raw is not None and raw.overrun is not None:
+    # A peer that already sent garbage or aborted is judged by that, not by the deadline its
+    # silence afterwards ran into (pynetdicom waits for the close that never comes).
+    answered = trace.invalid_pdu or trace.peer_aborted
+    if raw is not None and raw.overrun is not None and not answered:
         during = (
             outcomes.after_request(trace.operation)
             if _established(sock.assoc)
