@@ -242,3 +242,16 @@ def test_dicomweb_non_json_stays_protocol(peer: HttpPeer) -> None:
     peer.routes["/dicom-web/studies"] = Route(body=b"<html/>")
     outcome = search(f"{peer.url}dicom-web", [{"path": "$[0]", "exists": True}])
     assert outcome.reason is FailureReason.PROTOCOL
+
+
+def test_unknown_key_errors_name_the_key_administrators_write(tmp_path: Path) -> None:
+    """An unknown key beside `json:` lists `json`, not the field's internal name."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "environments:\n  - name: e\n    tier: staging\n    services:\n      - name: s\n"
+        "        checks:\n"
+        '          - {name: x, kind: http, url: "http://127.0.0.1:9/", jsn: 1}\n'
+    )
+    with pytest.raises(SourceError) as raised:
+        load_config(path)
+    assert "json," in str(raised.value) and "json_conditions" not in str(raised.value)

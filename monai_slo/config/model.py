@@ -200,9 +200,18 @@ def load_config(path: Path, text: str | None = None) -> Config:
 
 def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
     issues: list[SourceIssue] = []
-    known_kind_keys = set().union(*(kind.config_type.model_fields for kind in KINDS.values()))
+    used_kinds = {
+        raw["kind"]
+        for env_spec in spec.environments
+        for svc_spec in env_spec.services
+        for raw in svc_spec.checks
+        if isinstance(raw.get("kind"), str) and raw["kind"] in KINDS
+    }
     for key in spec.defaults:
-        if key not in known_kind_keys or key in _NOT_DEFAULTS:
+        if key in _NOT_DEFAULTS or not _known_check_key(key, used_kinds):
+            known_kind_keys = set().union(
+                *(kind.config_type.model_fields for kind in KINDS.values())
+            )
             issues.append(
                 source.issue(
                     ("defaults", key),
@@ -341,6 +350,16 @@ def _objective(  # noqa: PLR0917 -- private helper, called with all six position
     return value
 
 
+def _known_check_key(key: str, used_kinds: set[str]) -> bool:
+    """Whether any kind has ``key``: the common keys and the kinds the config names first, so
+    that only a key of another kind (or none) imports every kind's module to tell."""
+    if key in CheckConfig.model_fields:
+        return True
+    if any(key in KINDS[name].config_type.model_fields for name in used_kinds):
+        return True
+    return any(key in kind.config_type.model_fields for kind in KINDS.values())
+
+
 def _check(  # noqa: PLR0917 -- private helper, called with all six positionally
     source: YamlSource,
     issues: list[SourceIssue],
@@ -421,7 +440,9 @@ def _allowed_keys(model: type[BaseModel], path: PathKey) -> list[str]:
     for part in path:
         if isinstance(part, int):
             continue
-        field = current.model_fields.get(part)
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
         if field is None:
             break
         annotation = field.annotation
@@ -429,7 +450,8 @@ def _allowed_keys(model: type[BaseModel], path: PathKey) -> list[str]:
         if nested is None:
             break
         current = nested
-    return sorted(current.model_fields)
+    # What administrators write: a field's alias where it has one (``json``).
+    return sorted(field.alias or name for name, field in current.model_fields.items())
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
