@@ -8,19 +8,19 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monai_slo import __version__
 from monai_slo.commands.exit_codes import ExitCode
 from monai_slo.commands.output import FORMATS
-from monai_slo.config.model import (
-    Config,
-    config_path,
-    load_config,
-)
 from monai_slo.daemon.listen_error import ListenError
-from monai_slo.history.store import StoreError
 from monai_slo.safe_text import CleanFormatter, JsonFormatter
 from monai_slo.yaml_source import SourceError, SourceIssue
+
+# Each verb imports what it uses when it runs: the config model (pydantic, the kinds a config
+# names) and the history store are not needed to parse arguments or to print `tiers`.
+if TYPE_CHECKING:
+    from monai_slo.config.model import Config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,11 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SourceError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return ExitCode.USAGE
-    except StoreError as exc:  # one line naming the file and what to do; it is left as found
-        print(exc, file=sys.stderr)
-        return ExitCode.USAGE
     except ListenError as exc:
         print(exc.strerror, file=sys.stderr)
+        return ExitCode.USAGE
+    except Exception as exc:
+        # A StoreError can only come from the store's module, so if it was never imported
+        # there is nothing to catch: one line naming the file and what to do.
+        store = sys.modules.get("monai_slo.history.store")
+        if store is None or not isinstance(exc, store.StoreError):
+            raise
+        print(exc, file=sys.stderr)
         return ExitCode.USAGE
 
 
@@ -171,11 +176,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from monai_slo.config.model import config_path
+
     return _load_path(config_path(args.config))
 
 
 def _load_path(path: Path) -> Config:
     """load_config, with any failure a config error naming the file, never a traceback."""
+    from monai_slo.config.model import load_config
+
     try:
         return load_config(path)
     except SourceError:
@@ -186,6 +195,7 @@ def _load_path(path: Path) -> Config:
 
 def _run(args: argparse.Namespace) -> int:
     from monai_slo.commands.run import run_command, with_listen
+    from monai_slo.config.model import config_path, load_config
 
     path = config_path(args.config)
     return run_command(

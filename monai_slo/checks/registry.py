@@ -1,17 +1,19 @@
-"""The kinds by name: the ``kind`` key of a check looks its module up here."""
+"""The kinds by name: the ``kind`` key of a check looks its module up here.
+
+A kind's module is imported the first time its name is looked up, not when this module is:
+the DICOM kinds bring pynetdicom and pydicom (~300 ms of a fresh process), ``http`` and
+``dicomweb`` their JSON conditions, ``host`` psutil, and a verb such as ``tiers`` needs none
+of them, ``validate`` or ``status`` only the kinds its config names.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from monai_slo.checks import dicomweb, gpu, host, http, ssh, tcp
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, Pending
-from monai_slo.checks.dicom import echo as dicom_echo
-from monai_slo.checks.dicom import find as dicom_find
-from monai_slo.checks.dicom import store_context as dicom_store_context
-from monai_slo.checks.dicom import study_flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,18 +23,60 @@ class CheckKind:
     run: Callable[[Any, Deadline], CheckOutcome | Pending]
 
 
-KINDS: dict[str, CheckKind] = {
-    kind.name: kind
-    for kind in (
-        CheckKind("dicom_echo", dicom_echo.Config, dicom_echo.run),
-        CheckKind("dicom_find", dicom_find.Config, dicom_find.run),
-        CheckKind("dicom_store_context", dicom_store_context.Config, dicom_store_context.run),
-        CheckKind("dicomweb", dicomweb.Config, dicomweb.run),
-        CheckKind("gpu", gpu.Config, gpu.run),
-        CheckKind("host", host.Config, host.run),
-        CheckKind("http", http.Config, http.run),
-        CheckKind("ssh", ssh.Config, ssh.run),
-        CheckKind("study_flow", study_flow.Config, study_flow.run),
-        CheckKind("tcp", tcp.Config, tcp.run),
-    )
+# Each kind's module: it defines ``Config`` (a CheckConfig) and ``run(config, deadline)``.
+MODULES: dict[str, str] = {
+    "dicom_echo": "monai_slo.checks.dicom.echo",
+    "dicom_find": "monai_slo.checks.dicom.find",
+    "dicom_store_context": "monai_slo.checks.dicom.store_context",
+    "dicomweb": "monai_slo.checks.dicomweb",
+    "gpu": "monai_slo.checks.gpu",
+    "host": "monai_slo.checks.host",
+    "http": "monai_slo.checks.http",
+    "ssh": "monai_slo.checks.ssh",
+    "study_flow": "monai_slo.checks.dicom.study_flow",
+    "tcp": "monai_slo.checks.tcp",
 }
+
+
+class Kinds(MutableMapping[str, CheckKind]):
+    """``kind`` name -> :class:`CheckKind`, importing a kind's module on its first lookup.
+
+    Iterating, ``len`` and ``in`` need no import; ``values()`` and ``items()`` import every
+    kind. An entry may be replaced (tests put a fake ``run`` in place) and put back.
+    """
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        self._modules = dict(modules)
+        self._kinds: dict[str, CheckKind] = {}
+
+    def __getitem__(self, name: str) -> CheckKind:
+        kind = self._kinds.get(name)
+        if kind is None:
+            module = importlib.import_module(self._modules[name])  # KeyError: unknown kind
+            kind = CheckKind(name, module.Config, module.run)
+            self._kinds[name] = kind
+        return kind
+
+    def __setitem__(self, name: str, kind: CheckKind) -> None:
+        self._modules.setdefault(name, "")
+        self._kinds[name] = kind
+
+    def __delitem__(self, name: str) -> None:
+        del self._modules[name]
+        self._kinds.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modules
+
+    def loaded(self) -> list[CheckKind]:
+        """The kinds looked up so far (no import)."""
+        return list(self._kinds.values())
+
+
+KINDS = Kinds(MODULES)

@@ -11,20 +11,22 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from monai_slo.checks.base import CheckResult
-from monai_slo.config.model import CheckRef
 from monai_slo.durations import format_duration
-from monai_slo.history.evaluation import CheckReport, LatencyReport, ServiceReport
 from monai_slo.safe_text import cell
 from monai_slo.slo.availability import State
 from monai_slo.tiers import MONTH_SECONDS, TIERS, YEAR_SECONDS, allowed_downtime
+
+if TYPE_CHECKING:  # types only: `tiers` prints without the config model, history or kinds
+    from monai_slo.checks.base import CheckResult
+    from monai_slo.config.model import CheckRef
+    from monai_slo.history.evaluation import CheckReport, LatencyReport, ServiceReport
 
 _STATE_STYLE = {
     State.UP: "[green]UP[/]",
