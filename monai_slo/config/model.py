@@ -48,6 +48,19 @@ class AlertingOptions(BaseModel):
     runbook_url: str | None = Field(
         default=None, description="added to every alert as the runbook_url annotation"
     )
+    quorum: int | Literal["all"] = Field(
+        default="all",
+        description="probers that must see a service down at one instant for the fleet SLI to "
+        "count it down: 'all' (every reporting prober) or k >= 1 (at least k, or every "
+        "reporting prober when fewer than k report)",
+    )
+
+    @field_validator("quorum")
+    @classmethod
+    def _quorum_at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"expected 'all' or an integer >= 1; got {value}")
+        return value
 
 
 class _Strict(BaseModel):

@@ -92,6 +92,20 @@ RECORDED_LATENCY_ERROR_BUDGET_REMAINING_RATIO = (
     "monai_slo:latency_error_budget_remaining_ratio:max_over_probers"
 )
 
+# The fleet SLI: probers folded at each evaluation instant (the quorum of ``alerting``), then
+# windowed from that recorded instant state, so a prober's own link loss is not downtime.
+# Per service; the windowed ones carry ``window``.
+RECORDED_FLEET_SERVICE_REPORTING = "monai_slo:service_reporting:fleet"  # probers reporting
+RECORDED_FLEET_SERVICE_DOWN_PROBERS = "monai_slo:service_down_probers:fleet"  # of those, down
+RECORDED_FLEET_SERVICE_DOWN = "monai_slo:service_down:fleet"  # 0/1: the quorum sees it down
+# 1 up, 0 down, absent while no prober reports or the service is in maintenance.
+RECORDED_FLEET_SERVICE_SLI = "monai_slo:service_sli:fleet"
+RECORDED_FLEET_GOOD_SAMPLES = "monai_slo:sli_good_samples:fleet"  # + window: up instants
+RECORDED_FLEET_SAMPLES = "monai_slo:sli_samples:fleet"  # + window: counted instants
+RECORDED_FLEET_AVAILABILITY_RATIO = "monai_slo:availability_ratio:fleet"  # + window
+RECORDED_FLEET_BURN_RATE = "monai_slo:burn_rate:fleet"  # + window
+RECORDED_FLEET_ERROR_BUDGET_REMAINING_RATIO = "monai_slo:error_budget_remaining_ratio:fleet"
+
 COUNTERS = (
     CHECK_RUNS,
     CHECK_FAILURES,

@@ -6,11 +6,16 @@ after them, so the alerts of an evaluation see the values recorded in the same o
 group watches the daemons themselves.
 
 Several probers (HA pairs, vantage points) are separate scrape targets of one job, told apart
-by ``instance`` (and optionally a ``prober`` target label). The recording rules fold them:
-a service or check counts as down only when every prober that sees it says so (``max`` of
-``up``, ``min`` of burn rate). The daemon computes every window itself, so no rule needs a
-range query. Every metric and recorded series name comes from
-:mod:`monai_slo.outputs.metric_names`.
+by ``instance`` (and optionally a ``prober`` target label). Per-prober views fold them per
+metric (``max`` of ``up``, ``min`` of burn rate, the ``*_over_probers`` series) for the
+dashboards and the check alerts. The service SLI that burn-rate alerts read is the *fleet*
+SLI (:func:`fleet_rules`): the probers are folded at each evaluation instant (down when the
+``alerting.quorum`` of the reporting probers sees the service down), that instant state is
+recorded, and every window is summed from it by chained recording rules: the 5m window
+reads the instant series, each longer window adds non-overlapping shorter recorded windows
+at offsets, so a 30-day window costs 30 lookups per service. A prober that stops reporting
+leaves the fold; maintenance instants are left out. Every metric and recorded series name
+comes from :mod:`monai_slo.outputs.metric_names`.
 """
 
 from __future__ import annotations
@@ -42,6 +47,18 @@ BUDGET = m.RECORDED_ERROR_BUDGET_REMAINING_RATIO
 MAINTENANCE = m.RECORDED_MAINTENANCE_ACTIVE
 LATENCY_BURN_RATE = m.RECORDED_LATENCY_BURN_RATE
 LATENCY_BUDGET = m.RECORDED_LATENCY_ERROR_BUDGET_REMAINING_RATIO
+FLEET_REPORTING = m.RECORDED_FLEET_SERVICE_REPORTING
+FLEET_DOWN_PROBERS = m.RECORDED_FLEET_SERVICE_DOWN_PROBERS
+FLEET_DOWN = m.RECORDED_FLEET_SERVICE_DOWN
+FLEET_SLI = m.RECORDED_FLEET_SERVICE_SLI
+FLEET_GOOD = m.RECORDED_FLEET_GOOD_SAMPLES
+FLEET_SAMPLES = m.RECORDED_FLEET_SAMPLES
+FLEET_AVAILABILITY = m.RECORDED_FLEET_AVAILABILITY_RATIO
+FLEET_BURN_RATE = m.RECORDED_FLEET_BURN_RATE
+FLEET_BUDGET = m.RECORDED_FLEET_ERROR_BUDGET_REMAINING_RATIO
+# The shortest fleet window reads the instant series; longer ones chain through these.
+FLEET_BASE_WINDOW = 300.0
+FLEET_STAGES = (3600.0, 86400.0)
 
 # (recorded name, aggregation, source metric): the aggregation is what "every prober says
 # so" means for that metric: up if any prober sees it up, burning as slowly as the best one.
@@ -60,7 +77,7 @@ LATENCY_RECORDINGS = (
 )
 
 BUDGET_LEFT = (
-    '{{ with printf "' + BUDGET + "{environment='%s',service='%s'}\" "
+    '{{ with printf "' + FLEET_BUDGET + "{environment='%s',service='%s'}\" "
     "$labels.environment $labels.service | query }}"
     "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}"
 )
@@ -138,6 +155,110 @@ def _burning(recorded: str, environment: str, long: str, short: str, factor: flo
     )
 
 
+def fleet_windows(environment: Environment, windows: BurnWindows) -> list[float]:
+    """The windows the fleet SLI is recorded over: the burn-rate rows', the SLO window's, and
+    the chaining stages up to the longest of them."""
+    wanted = {FLEET_BASE_WINDOW, environment.window}
+    for scaled in windows.for_window(environment.window):
+        wanted |= {scaled.row.long, scaled.row.short}
+    longest = max(wanted)
+    wanted |= {stage for stage in FLEET_STAGES if stage < longest}
+    return sorted(wanted)
+
+
+def _chained(recorded: str, env: str, window: float, source: float) -> str:
+    """``recorded`` over ``window`` as the sum of the non-overlapping ``source`` windows that
+    end now, source ago, 2 x source ago...; a part with no data drops out of the sum."""
+    parts = []
+    for index in range(round(window / source)):
+        offset = f" offset {prom_duration(index * source)}" if index else ""
+        selector = _selector(recorded, environment=env, window=format_duration(source))
+        parts.append(f'label_replace({selector}{offset}, "part", "{index}", "", "")')
+    return "sum without (part) (\n  " + "\nor\n  ".join(parts) + "\n)"
+
+
+def _quorum_down(env: str, quorum: int | str) -> str:
+    down = _selector(FLEET_DOWN_PROBERS, environment=env)
+    reporting = _selector(FLEET_REPORTING, environment=env)
+    if quorum == "all":
+        return f"{down} >= bool {reporting}"
+    return f"{down} >= bool clamp_max({reporting}, {quorum})"
+
+
+def fleet_rules(
+    environment: Environment, windows: BurnWindows, options: AlertingOptions
+) -> list[dict[str, Any]]:
+    """The fleet SLI of every service of ``environment``: the instant state folded over the
+    probers with the quorum, then availability, burn rate and error budget per window."""
+    env = environment.name
+    up = _selector(m.SERVICE_UP, environment=env)
+    labels = {"environment": env}
+
+    def record(name: str, expr: str, **extra: str) -> dict[str, Any]:
+        return {"record": name, "expr": expr, "labels": {**labels, **extra}}
+
+    rules = [
+        record(FLEET_REPORTING, f"count without ({PROBER_LABELS}) ({up})"),
+        record(
+            FLEET_DOWN_PROBERS,
+            f"count without ({PROBER_LABELS}) ({up} == 0)\n"
+            f"or\n{_selector(FLEET_REPORTING, environment=env)} * 0",
+        ),
+        record(FLEET_DOWN, _quorum_down(env, options.quorum)),
+        record(
+            FLEET_SLI,
+            f"1 - {_selector(FLEET_DOWN, environment=env)}\n" + _not_in_maintenance(env),
+        ),
+    ]
+    sli = _selector(FLEET_SLI, environment=env)
+    recorded: list[float] = []
+    for window in fleet_windows(environment, windows):
+        name = format_duration(window)
+        sources = [w for w in recorded if window % w == 0]
+        if sources:
+            good = _chained(FLEET_GOOD, env, window, max(sources))
+            samples = _chained(FLEET_SAMPLES, env, window, max(sources))
+        else:  # the base window, or one the stages do not divide
+            good = f"sum_over_time({sli}[{prom_duration(window)}])"
+            samples = f"count_over_time({sli}[{prom_duration(window)}])"
+        rules += [
+            record(FLEET_GOOD, good, window=name),
+            record(FLEET_SAMPLES, samples, window=name),
+        ]
+        recorded.append(window)
+    rules.append(
+        record(
+            FLEET_AVAILABILITY,
+            f"{_selector(FLEET_GOOD, environment=env)}\n"
+            f"/\n({_selector(FLEET_SAMPLES, environment=env)} > 0)",
+        )
+    )
+    by_objective: dict[float, list[str]] = {}
+    for service in environment.services:
+        if service.objective is not None:
+            by_objective.setdefault(service.objective, []).append(service.name)
+    slo_window = format_duration(environment.window)
+    # The commonest objective covers every service but those with another one, so a service
+    # a prober reports before the rules are regenerated still gets it.
+    common = max(by_objective, key=lambda o: len(by_objective[o]), default=None)
+    for objective, services in by_objective.items():
+        budget = _number(1 - objective / 100)
+        others = sorted(n for o, names in by_objective.items() if o != objective for n in names)
+        if objective != common:
+            matcher = f', service=~"{"|".join(services)}"'
+        elif others:
+            matcher = f', service!~"{"|".join(others)}"'
+        else:
+            matcher = ""
+        availability = f'{FLEET_AVAILABILITY}{{environment="{env}"{matcher}}}'
+        slo = f'{FLEET_AVAILABILITY}{{environment="{env}"{matcher}, window="{slo_window}"}}'
+        rules += [
+            record(FLEET_BURN_RATE, f"(1 - {availability}) / {budget}"),
+            record(FLEET_BUDGET, f"1 - max without (window) (1 - {slo}) / {budget}"),
+        ]
+    return rules
+
+
 def burn_rate_alerts(
     environment: Environment, windows: BurnWindows, options: AlertingOptions
 ) -> list[dict[str, Any]]:
@@ -156,7 +277,7 @@ def burn_rate_alerts(
             else f" (factor {_number(row.factor)} for {format_duration(windows.base_window)},"
             f" scaled to {slo_window})"
         )
-        expr = _burning(BURN_RATE, env, long, short, factor)
+        expr = _burning(FLEET_BURN_RATE, env, long, short, factor)
         alerts.append(
             _alert(
                 "MonaiSloErrorBudgetBurn",
@@ -300,6 +421,7 @@ def environment_group(
             (*RECORDINGS, *LATENCY_RECORDINGS) if _has_latency(environment) else RECORDINGS
         )
     ]
+    rules += fleet_rules(environment, windows, options)
     rules += burn_rate_alerts(environment, windows, options)
     if _has_latency(environment):
         rules += latency_burn_alerts(environment, windows, options)
