@@ -21,6 +21,18 @@ SHIPPED_RULES = REPO / "deploy" / "prometheus" / RULES_FILE
 SHIPPED_PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"
 SHIPPED_ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 STRIPPED = "monai-slo.noannotations.rules.yml"
+# The same config with alerting.quorum 2, for quorum.test.yml.
+QUORUM2_CONFIG = SUITES / "config-quorum2.yaml"
+QUORUM2_STRIPPED = "monai-slo.quorum2.noannotations.rules.yml"
+
+
+def stripped(text: str) -> str:
+    """The rule file without annotations."""
+    document = yaml.safe_load(text)
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    return yaml.safe_dump(document, sort_keys=False)
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -31,15 +43,13 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
 def suite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The suites beside the rules generated from tests/promtool/config.yaml, plus a copy of
     those rules without annotations (promtool compares every annotation of an expected alert;
-    only annotations.test.yml spells them out)."""
+    only annotations.test.yml spells them out), and the stripped rules of the quorum-2
+    config."""
     directory = tmp_path_factory.mktemp("promtool")
     text = render_rules(load_config(SUITES / "config.yaml"))
     (directory / RULES_FILE).write_text(text)
-    document = yaml.safe_load(text)
-    for group in document["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)
-    (directory / STRIPPED).write_text(yaml.safe_dump(document, sort_keys=False))
+    (directory / STRIPPED).write_text(stripped(text))
+    (directory / QUORUM2_STRIPPED).write_text(stripped(render_rules(load_config(QUORUM2_CONFIG))))
     for suite in SUITES.glob("*.test.yml"):
         shutil.copy(suite, directory)
     return directory

@@ -219,8 +219,11 @@ def fleet_rules(
             good = _chained(FLEET_GOOD, env, window, max(sources))
             samples = _chained(FLEET_SAMPLES, env, window, max(sources))
         else:  # the base window, or one the stages do not divide
-            good = f"sum_over_time({sli}[{prom_duration(window)}])"
-            samples = f"count_over_time({sli}[{prom_duration(window)}])"
+            # 1ms short: Prometheus 2 ranges include their left end, and the windows
+            # chained from this one must not share an instant.
+            span = prom_duration(window - 0.001)
+            good = f"sum_over_time({sli}[{span}])"
+            samples = f"count_over_time({sli}[{span}])"
         rules += [
             record(FLEET_GOOD, good, window=name),
             record(FLEET_SAMPLES, samples, window=name),
