@@ -244,14 +244,20 @@ def write(path: Path, pattern: Pattern, histories: Sequence[CheckHistory]) -> No
     try:
         ids = [store.check_id(pattern.key(i), "tcp") for i in range(len(histories))]
         db: sqlite3.Connection = store._db  # the store's own connection and schema
+        failed = _failed(0.0)
         db.execute("BEGIN")
         for check_id, history in zip(ids, histories, strict=True):
+            # A down segment keeps its failure reason and detail (schema 3), as record() does.
             db.executemany(
-                "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
-                [(check_id, *row) for row in segment_rows(history, pattern.staleness)],
+                "INSERT INTO segments (check_id, start, last, end, up, reason, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (check_id, *row, *((None, "") if row[3] else (failed.reason, failed.detail)))
+                    for row in segment_rows(history, pattern.staleness)
+                ],
             )
             db.executemany(
-                "INSERT INTO runs VALUES (?, ?, ?, ?)",
+                "INSERT INTO runs (check_id, hour, runs, failures) VALUES (?, ?, ?, ?)",
                 [(check_id, *row) for row in run_rows(history)],
             )
             last = history.count - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -109,11 +110,30 @@ def evaluate(
     their run counts (one query per check), which /metrics does not use."""
     longest = max((*ALERT_WINDOWS, *config.windows()))
     stored = store.maintenance(now - longest)
+    services = list(config.services())
+    segments: dict[float, dict[int, list[Segment]]] = {}
     if cache is not None:
         cache.prefetch(store, now)
+    else:
+        # One query for every service reaching back as far (all of them, unless environments
+        # keep different windows), instead of one per service: the same rows per check.
+        ids_since: dict[float, list[int]] = {}
+        for service in services:
+            since = now - max(*ALERT_WINDOWS, service.window)
+            known = (store.known_id(ref.key) for ref in service.checks)
+            ids_since.setdefault(since, []).extend(i for i in known if i is not None)
+        segments = {since: store.segments(ids, since, now) for since, ids in ids_since.items()}
     return [
-        evaluate_service(service, store, now, stored, cache=cache, checks=checks)
-        for service in config.services()
+        evaluate_service(
+            service,
+            store,
+            now,
+            stored,
+            cache=cache,
+            checks=checks,
+            fetched=segments.get(now - max(*ALERT_WINDOWS, service.window)),
+        )
+        for service in services
     ]
 
 
@@ -138,7 +158,10 @@ def evaluate_service(
     *,
     cache: TimelineCache | None = None,
     checks: bool = True,
+    fetched: dict[int, list[Segment]] | None = None,
 ) -> ServiceReport:
+    """``fetched``: each check's segments over the longest window, already fetched (by
+    :func:`evaluate`, for every service at once); read from ``store`` when not given."""
     windows = sorted({*ALERT_WINDOWS, service.window})
     longest = windows[-1]
     if stored_maintenance is None:
@@ -148,10 +171,20 @@ def evaluate_service(
     ids = [store.known_id(ref.key) for ref in service.checks]
     # "now" is the end of the half-open window, so the current state is an instant before it.
     if cache is None:
-        segments_by_id = store.segments([i for i in ids if i is not None], now - longest, now)
+        segments_by_id = (
+            fetched
+            if fetched is not None
+            else store.segments([i for i in ids if i is not None], now - longest, now)
+        )
         per_check = [segments_by_id.get(i, []) if i is not None else [] for i in ids]
         spans = service_timeline(per_check, now - longest, now)
-        all_stats = [window_stats(spans, now, seconds, excluded) for seconds in windows]
+        # Spans are in order and disjoint: a window only needs those ending inside it (the
+        # ones before add nothing), so the short windows do not pass over 30 days each.
+        ends = [span.end for span in spans]
+        all_stats = [
+            window_stats(spans[bisect.bisect_right(ends, now - seconds) :], now, seconds, excluded)
+            for seconds in windows
+        ]
         current = state_at(spans, now - 1e-6)
     else:
         settle = max((ref.config.timeout for ref in service.checks), default=0.0) + SETTLE_SLACK
