@@ -153,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--past", type=_duration, default=86400.0, help="also show windows ended within this"
     )
+    _incident_parser(verb("incident", "open, update, resolve or list incidents", _incident))
     demo = verb(
         "demo",
         "run the daemon against local simulated peers, one of them flaky",
@@ -173,6 +174,23 @@ def _parser() -> argparse.ArgumentParser:
         help="print the status table every N seconds (0: never)",
     )
     return parser
+
+
+def _incident_parser(incident: argparse.ArgumentParser) -> None:
+    steps = incident.add_subparsers(dest="action", required=True, metavar="ACTION")
+    opening = steps.add_parser("open", help="open an incident on a service")
+    updating = steps.add_parser("update", help="add a note to the service's open incident")
+    resolving = steps.add_parser("resolve", help="resolve the service's open incident")
+    incidents = steps.add_parser("list", help="open incidents and those of the last 90 days")
+    for sub in (opening, updating, resolving, incidents):
+        config_option(sub, nested=True)
+    for sub in (opening, updating, resolving):
+        sub.add_argument("--service", required=True, help="the service")
+        sub.add_argument("--environment", help="the environment (needed if the name is ambiguous)")
+    for sub in (opening, updating):
+        sub.add_argument("text", help="what is happening, shown on the status page and report")
+    resolving.add_argument("text", nargs="?", default="", help="what fixed it (optional)")
+    output_option(incidents)
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -287,6 +305,21 @@ def _maintenance(args: argparse.Namespace) -> int:
             config, environment=args.environment, service=args.service, window_id=args.id
         )
     return maintenance_cli.list_windows(config, past=args.past, output=args.output)
+
+
+def _incident(args: argparse.Namespace) -> int:
+    from monai_slo.commands import incident as incident_cli
+
+    config = _load(args)
+    if args.action == "list":
+        return incident_cli.list_incidents(config, output=args.output)
+    return incident_cli.incident_command(
+        config,
+        args.action,
+        environment=args.environment,
+        service=args.service,
+        text=args.text,
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ daemon (which reads them at every evaluation) and a restart both see them."""
 
 from __future__ import annotations
 
+import getpass
 import sys
 import time
 
@@ -16,11 +17,23 @@ from monai_slo.config.model import Config, Service
 from monai_slo.durations import format_duration
 from monai_slo.history.evaluation import maintenance_windows
 from monai_slo.history.store import HistoryStore, MaintenanceRow
+from monai_slo.outputs.report_html import audit_text
 from monai_slo.safe_text import cell
 from monai_slo.slo.availability import ALERT_WINDOWS
 
 
-def _targets(config: Config, environment: str | None, service: str | None) -> list[Service] | str:
+def cli_user() -> str:
+    """The OS user running the command, as the audit trail names them ("unknown" when the
+    platform cannot tell)."""
+    try:
+        return getpass.getuser() or "unknown"
+    except Exception:  # no login name, no USER/LOGNAME, no passwd entry
+        return "unknown"
+
+
+def resolve_targets(
+    config: Config, environment: str | None, service: str | None
+) -> list[Service] | str:
     """The services a command names, or an error message."""
     if environment is None and service is None:
         return "name a service (--service) or an environment (--environment)"
@@ -48,7 +61,7 @@ def start(
     reason: str,
     start_at: float | None = None,
 ) -> int:
-    targets = _targets(config, environment, service)
+    targets = resolve_targets(config, environment, service)
     if isinstance(targets, str):
         print(targets, file=sys.stderr)
         return ExitCode.USAGE
@@ -58,7 +71,7 @@ def start(
     try:
         env_name = targets[0].environment
         window_id = store.add_maintenance(
-            env_name, service, begin, begin + duration, reason=reason, now=now
+            env_name, service, begin, begin + duration, reason=reason, now=now, author=cli_user()
         )
     finally:
         store.close()
@@ -74,7 +87,7 @@ def stop(
     config: Config, *, environment: str | None, service: str | None, window_id: int | None
 ) -> int:
     if window_id is None:
-        targets = _targets(config, environment, service)
+        targets = resolve_targets(config, environment, service)
         if isinstance(targets, str):
             print(targets, file=sys.stderr)
             return ExitCode.USAGE
@@ -82,7 +95,11 @@ def stop(
     store = HistoryStore(config.storage, retention=config.retention)
     try:
         changed = store.end_maintenance(
-            time.time(), window_id=window_id, environment=environment, service=service
+            time.time(),
+            window_id=window_id,
+            environment=environment,
+            service=service,
+            author=cli_user(),
         )
     finally:
         store.close()
@@ -105,7 +122,18 @@ def list_windows(config: Config, *, past: float, output: str = "table") -> int:
         finally:
             store.close()
     table = Table(title="maintenance", title_justify="left")
-    for column in ("ID", "ENVIRONMENT", "SERVICE", "START", "END", "STATE", "SOURCE", "REASON"):
+    audit = {row.id: row for row in stored}
+    for column in (
+        "ID",
+        "ENVIRONMENT",
+        "SERVICE",
+        "START",
+        "END",
+        "STATE",
+        "SOURCE",
+        "REASON",
+        "AUDIT",
+    ):
         table.add_column(column, overflow="fold")
     data: list[dict[str, object]] = []
     rows = set()
@@ -120,6 +148,7 @@ def list_windows(config: Config, *, past: float, output: str = "table") -> int:
                 "active" if window.active(now) else ("ended" if window.end <= now else "planned")
             )
             source = "config" if window.id is None else "cli"
+            row = audit.get(window.id) if window.id is not None else None
             data.append(
                 {
                     "id": window.id,
@@ -130,6 +159,13 @@ def list_windows(config: Config, *, past: float, output: str = "table") -> int:
                     "state": state,
                     "source": source,
                     "reason": window.reason,
+                    "created_by": None if row is None else row.created_by,
+                    "created": None if row is None or not row.created else utc(row.created),
+                    "ended_by": None if row is None else row.ended_by,
+                    "ended_at": None if row is None or row.ended_at is None else utc(row.ended_at),
+                    "planned_end": None
+                    if row is None or row.planned_end is None
+                    else utc(row.planned_end),
                 }
             )
             table.add_row(
@@ -141,6 +177,7 @@ def list_windows(config: Config, *, past: float, output: str = "table") -> int:
                 state,
                 source,
                 cell(window.reason),
+                cell(audit_text(row) if window.id is not None else "from the config file"),
             )
     if output != "table":
         print_data(data, output)

@@ -461,7 +461,8 @@ def _maintenance_table(s: ServicePeriod) -> str:
         f"<tr><td>{esc(utc_time(w.start, False))}</td><td>{esc(utc_time(w.end, False))}</td>"
         f"<td class=num>{esc(format_duration(w.end - w.start))}</td>"
         f"<td>{esc(w.reason) or '—'}</td>"
-        f'<td data-audit="{w.id or "config"}">{esc(audit_text(audit.get(w.id) if w.id else None))}</td></tr>'
+        f'<td data-audit="{w.id or "config"}">'
+        f"{esc(audit_text(audit.get(w.id) if w.id else None))}</td></tr>"
         for w in s.windows
     )
     return (

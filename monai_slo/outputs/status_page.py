@@ -10,6 +10,7 @@ history query per service and is cached per service for a minute.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from monai_slo.history.evaluation import (
     evaluate,
     maintenance_windows,
 )
-from monai_slo.history.store import HistoryStore, MaintenanceRow
+from monai_slo.history.store import HistoryStore, IncidentRow, MaintenanceRow, ReasonMark
 from monai_slo.outputs.report import DAY, DayStats, daily_stats, utc_day_start
 from monai_slo.outputs.report_html import (
     BASE_CSS,
@@ -34,6 +35,7 @@ from monai_slo.outputs.report_html import (
     day_bars,
     esc,
     html_page,
+    incident_notes,
     legend,
     objective_text,
     percent,
@@ -90,14 +92,20 @@ class StatusPage:
         now = self._clock()
         reports = evaluate(config, self._store, now)
         strips = self._strips_for(config, now)
+        try:
+            incidents = self._store.incidents(now - self._days * DAY)
+        except sqlite3.Error:
+            incidents = []  # the page still shows the state; the store counts read errors
         by_key = {report.service.key: report for report in reports}
+        open_by_key = {(i.environment, i.service): i for i in incidents if i.resolved is None}
         sections = []
         for environment in config.environments:
             where = environment.location + (
                 f" ({environment.provider})" if environment.provider else ""
             )
             cards = "".join(
-                _card(by_key[s.key], strips[s.key], now, self._days) for s in environment.services
+                _card(by_key[s.key], strips[s.key], now, self._days, open_by_key.get(s.key))
+                for s in environment.services
             )
             sections.append(
                 f'<section class="environment"><h2>{esc(environment.name)} '
@@ -112,7 +120,7 @@ class StatusPage:
             "<h1>Service status</h1>"
             f'<p class="muted">Updated {esc(updated)}; this page refreshes every '
             f"{REFRESH_SECONDS} seconds. {meanings}.</p>"
-            f"{_banner(reports)}{''.join(sections)}"
+            f"{_banner(reports)}{''.join(sections)}{_incidents(incidents, self._days)}"
             f"{legend([(k, DAY_WORDS[k]) for k in ('ok', 'degraded', 'bad', 'nodata')])}"
             f'<p class="muted">Bars: one per UTC day over the last {self._days} days, '
             "coloured by that day's availability against the service's objective "
@@ -215,7 +223,26 @@ def _banner(reports: Sequence[ServiceReport]) -> str:
     )
 
 
-def _card(report: ServiceReport, days: Sequence[DayStats], now: float, span_days: int) -> str:
+def _incidents(incidents: Sequence[IncidentRow], days: int) -> str:
+    """Every incident open now or resolved within the strip's days, newest first."""
+    if not incidents:
+        return ""
+    items = "".join(
+        f'<li class="incident" data-incident="{i.id}"><b>#{i.id} {esc(i.service)} '
+        f"({esc(i.environment)})</b> {'open' if i.resolved is None else 'resolved'}"
+        f"<br>{incident_notes(i)}</li>"
+        for i in sorted(incidents, key=lambda i: i.opened, reverse=True)
+    )
+    return f'<h2>Incidents, last {days} days</h2><ul class="incidents">{items}</ul>'
+
+
+def _card(
+    report: ServiceReport,
+    days: Sequence[DayStats],
+    now: float,
+    span_days: int,
+    incident: IncidentRow | None = None,
+) -> str:
     service = report.service
     key = _state_key(report)
     word, meaning = _WORDS[key]
@@ -243,9 +270,16 @@ def _card(report: ServiceReport, days: Sequence[DayStats], now: float, span_days
                 if check.last is not None and check.last.reason
                 else ""
             )
+            + _earlier(check.outage_reasons, check.last.reason if check.last else None)
             for check in failing
         )
         lines.append(f'<div class="why" data-figure="failing">Failing now: {esc(reasons)}</div>')
+    if incident is not None:
+        opened = datetime.fromtimestamp(incident.opened).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        lines.append(
+            f'<div class="why" data-current-incident="{incident.id}">Incident #{incident.id} '
+            f"(opened {esc(opened)} by {esc(incident.opened_by)}): {esc(incident.latest)}</div>"
+        )
     active = [window for window in report.maintenance if window.active(now)]
     if active:
         window = max(active, key=lambda w: w.end)
@@ -275,6 +309,12 @@ def _card(report: ServiceReport, days: Sequence[DayStats], now: float, span_days
         f'<div><div class="name">{esc(service.name)}</div>{"".join(lines)}</div>'
         f"{strip}</div>"
     )
+
+
+def _earlier(marks: Sequence[ReasonMark], last: object) -> str:
+    """Other reasons earlier in the same outage, in words ("" when there were none)."""
+    others = dict.fromkeys(m.reason or "failed" for m in marks if m.reason != (last and str(last)))
+    return f" (earlier in this outage: {', '.join(others)})" if others else ""
 
 
 def _latency_line(report: LatencyReport) -> str:
