@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ("echo", "probes", "scale", "history")
+SECTIONS = ("echo", "probes", "scale", "startup", "history")
 _NEEDED = ("storescp", "echoscu", "prometheus-blackbox-exporter")
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     _install_missing()
 
     # Imported late: they need the peers' binaries only when they run.
-    from bench import echo, history, machine, probes, report, scale
+    from bench import echo, history, machine, probes, report, scale, startup
 
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = report.Report(machine.describe(), command.strip())
@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         rows, log = scale.run(args.quick, duration, sizes, args.scale_limit)
         result.add(rows)
         result.notes += log
+    if "startup" in sections:
+        say("start-up: tiers, validate, status on a small config")
+        result.add(startup.run(args.quick))
     if "history" in sections:
         say("history: 30 days x 1,000 checks")
         rows, notes = history.run(args.quick)
