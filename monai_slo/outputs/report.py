@@ -37,6 +37,10 @@ DEGRADED_BUDGETS = 10
 BEST_EFFORT_DEGRADED = 0.95
 
 
+# An incident opened this soon after an outage ended is listed beside it: operators often
+# write one up once the service is back.
+INCIDENT_SLACK = 3600.0
+
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
 
@@ -335,7 +339,7 @@ def service_period(
         incident
         for incident in incidents
         if (incident.environment, incident.service) == service.key
-        and incident.overlaps(period.start, max(until, period.start + 1))
+        and incident.overlaps(period.start, period.end)
     )
     excluded = merge(windows)
     ids = [store.known_id(ref.key) for ref in service.checks]
@@ -365,7 +369,9 @@ def service_period(
         maintenance_down += planned
         ongoing = span.end >= until and until < period.end
         down = _checks_down(store, checks, span)
-        explained = tuple(i for i in own_incidents if i.overlaps(span.start, span.end))
+        explained = tuple(
+            i for i in own_incidents if i.overlaps(span.start, span.end + INCIDENT_SLACK)
+        )
         outages.append(Outage(span.start, span.end, planned, ongoing, down, explained))
     return ServicePeriod(
         service,
