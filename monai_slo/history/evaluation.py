@@ -14,6 +14,7 @@ from monai_slo.history.timeline import TimelineCache
 from monai_slo.slo.availability import (
     ALERT_WINDOWS,
     Segment,
+    Span,
     State,
     WindowStats,
     burn_rate,
@@ -91,6 +92,18 @@ class ServiceReport:
     def objective_ratio(self) -> float | None:
         objective = self.service.objective
         return None if objective is None else percent_to_ratio(objective)
+
+
+def service_spans(
+    store: HistoryStore, service: Service, start: float, end: float
+) -> tuple[list[int | None], list[list[Segment]], list[Span]]:
+    """Each check's stored id (None: never recorded), its segments over [start, end], and the
+    service's merged timeline: the look-up, fetch and merge every reader of one service's
+    history does (report, status page)."""
+    ids = [store.known_id(ref.key) for ref in service.checks]
+    found = store.segments([i for i in ids if i is not None], start, end)
+    per_check = [found.get(i, []) if i is not None else [] for i in ids]
+    return ids, per_check, service_timeline(per_check, start, end)
 
 
 def window_label(seconds: float) -> str:

@@ -17,14 +17,13 @@ from pathlib import Path
 
 from monai_slo.config.maintenance import Window, merge
 from monai_slo.config.model import Config, Environment, Service
-from monai_slo.history.evaluation import maintenance_windows
+from monai_slo.history.evaluation import maintenance_windows, service_spans
 from monai_slo.history.store import HistoryStore, IncidentRow, MaintenanceRow, ReasonMark
 from monai_slo.slo.availability import (
     Segment,
     Span,
     State,
     WindowStats,
-    service_timeline,
     window_stats,
 )
 from monai_slo.slo.latency import LatencyStats, latency_budget_remaining, latency_stats
@@ -342,10 +341,7 @@ def service_period(
         and incident.overlaps(period.start, period.end)
     )
     excluded = merge(windows)
-    ids = [store.known_id(ref.key) for ref in service.checks]
-    found = store.segments([i for i in ids if i is not None], period.start, until)
-    per_check = [found.get(i, []) if i is not None else [] for i in ids]
-    spans = service_timeline(per_check, period.start, until)
+    ids, per_check, spans = service_spans(store, service, period.start, until)
     stats = window_stats(spans, until, until - period.start, excluded)
     maintenance = _overlap(period.start, until, excluded)
     objective = service.objective

@@ -25,6 +25,7 @@ from monai_slo.history.evaluation import (
     ServiceReport,
     evaluate,
     maintenance_windows,
+    service_spans,
 )
 from monai_slo.history.store import HistoryStore, IncidentRow, MaintenanceRow, ReasonMark
 from monai_slo.outputs.report import DAY, DayStats, daily_stats, utc_day_start
@@ -40,7 +41,7 @@ from monai_slo.outputs.report_html import (
     objective_text,
     percent,
 )
-from monai_slo.slo.availability import State, WindowStats, service_timeline
+from monai_slo.slo.availability import State, WindowStats
 
 STRIP_DAYS = 90
 STRIP_TTL = 60.0
@@ -157,12 +158,8 @@ class StatusPage:
         self, service: Service, start: float, now: float, stored: Sequence[MaintenanceRow]
     ) -> tuple[DayStats, ...]:
         excluded = merge(maintenance_windows(service, stored, start, now))
-        ids = [self._store.known_id(ref.key) for ref in service.checks]
         self.strip_queries += 1
-        found = self._store.segments([i for i in ids if i is not None], start, now)
-        spans = service_timeline(
-            [found.get(i, []) if i is not None else [] for i in ids], start, now
-        )
+        _, _, spans = service_spans(self._store, service, start, now)
         return tuple(daily_stats(spans, excluded, start, now))
 
 
