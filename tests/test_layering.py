@@ -53,7 +53,9 @@ def test_imports_point_down(path: Path) -> None:
     """No module imports from a folder above its own."""
     module = _module_name(path)
     upward = [
-        f"line {line}: {target}" for line, target in _imports(path) if _layer(target) > _layer(module)
+        f"line {line}: {target}"
+        for line, target in _imports(path)
+        if _layer(target) > _layer(module)
     ]
     assert not upward, f"{module} imports from a higher layer: {upward}"
 
