@@ -111,11 +111,11 @@ def _selector(metric: str, **labels: str) -> str:
     return f"{metric}{{{matchers}}}"
 
 
-def _not_in_maintenance(environment: str) -> str:
-    return (
-        "unless on (environment, service)\n"
-        f"  ({_selector(MAINTENANCE, environment=environment)} == 1)"
-    )
+def _not_in_maintenance(environment: str, service: str | None = None) -> str:
+    """Held back while the service is in maintenance; naming the service keeps a per-check
+    rule from reading every service's maintenance series."""
+    where = {"environment": environment} | ({"service": service} if service else {})
+    return f"unless on (environment, service)\n  ({_selector(MAINTENANCE, **where)} == 1)"
 
 
 def _alert(
@@ -361,7 +361,7 @@ def check_down_alert(ref: CheckRef, options: AlertingOptions) -> dict[str, Any]:
     )
     return _alert(
         "MonaiSloCheckDown",
-        f"({selector} == 0)\n" + _not_in_maintenance(ref.environment),
+        f"({selector} == 0)\n" + _not_in_maintenance(ref.environment, ref.service),
         {
             "severity": "ticket",
             "environment": ref.environment,
