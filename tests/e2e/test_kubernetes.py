@@ -35,7 +35,7 @@ from monai_slo.daemon.server import MetricsServer
 from monai_slo.outputs.rules import generate_rules
 from tests.fixtures_env import require_binary
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(
     path.parent.name for path in (KUBERNETES / "overlays").glob("*/kustomization.yaml")

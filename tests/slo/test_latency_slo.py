@@ -23,9 +23,9 @@ from monai_slo.slo.latency import (
     latency_burn_rate,
     latency_stats,
 )
+from tests.daemon.test_daemon import sample, scrape, wait_until
 from tests.fixtures_dicom import free_port
 from tests.fixtures_http import HttpPeer
-from tests.test_daemon import sample, scrape, wait_until
 
 H = 3600.0
 NOW = 1000 * H + 1800.0  # half past an hour

@@ -15,8 +15,8 @@ import pytest
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
 from monai_slo.checks.registry import KINDS
 from monai_slo.testing.nvml import FakeNvml, use_nvml
+from tests.checks.test_hostile_peers import ClosingPeer
 from tests.fixtures_dicom import SilentListener
-from tests.test_hostile_peers import ClosingPeer
 
 TIMEOUT = 0.3
 GRACE = 0.5

@@ -15,7 +15,7 @@ from monai_slo.config.model import load_config
 from monai_slo.outputs.rules import RULES_FILE, render_rules
 from tests.fixtures_dicom import require_binary
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SUITES = REPO / "tests" / "promtool"
 SHIPPED_RULES = REPO / "deploy" / "prometheus" / RULES_FILE
 SHIPPED_PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"

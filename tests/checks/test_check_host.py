@@ -19,7 +19,7 @@ from monai_slo.checks.nvml import NvmlErrorCode
 from monai_slo.checks.registry import KINDS
 from monai_slo.testing.nvml import FakeNvml, use_nvml
 
-SPEC = Path(__file__).resolve().parents[2] / "shared/spec/monai-deploy-operating-environments.md"
+SPEC = Path(__file__).resolve().parents[3] / "shared/spec/monai-deploy-operating-environments.md"
 GB = 10**9
 
 

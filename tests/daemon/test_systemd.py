@@ -28,7 +28,7 @@ from monai_slo.testing.peers import VerificationPeer
 from tests.fixtures_dicom import free_port
 from tests.fixtures_http import HttpPeer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "monai-slo.service"
 GPU_DROP_IN = ROOT / "deploy" / "systemd" / "gpu.conf"
 DOCUMENTED_EXEC = "/opt/monai-slo/bin/monai-slo"

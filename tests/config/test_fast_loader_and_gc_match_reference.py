@@ -18,7 +18,7 @@ from monai_slo.daemon import daemon as daemon_module
 from monai_slo.daemon.daemon import Daemon
 from tests.fixtures_dicom import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
 from monai_slo.config.model import load_config
 from tests.fixtures_http import HttpPeer, Route
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 
 GATEWAY_STATUS = {
     "ActiveDimseConnections": 0,

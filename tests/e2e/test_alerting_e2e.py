@@ -30,7 +30,7 @@ from tests.fixtures_prometheus import AlertmanagerServer, PrometheusServer
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED_ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 SERVICE = {"environment": "radiology", "service": "pacs"}
 

@@ -15,7 +15,7 @@ from monai_slo.outputs import metric_names as m
 from monai_slo.outputs.rules import fleet_windows, generate_rules
 from monai_slo.slo.burn_windows import load_burn_windows
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TEST_CONFIG = REPO / "tests" / "promtool" / "config.yaml"
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from monai_slo.config.model import load_config
 from monai_slo.yaml_source import SourceError
 
-EXAMPLE = Path(__file__).parent.parent / "config" / "example.yaml"
+EXAMPLE = Path(__file__).parents[2] / "config" / "example.yaml"
 FILE = Path("fuzz.yaml")
 
 scalars = st.one_of(

@@ -11,9 +11,9 @@ from monai_slo.config.model import coarse_interval_warnings, load_config
 from monai_slo.tiers import TierName
 from monai_slo.yaml_source import SourceError
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 INVALID = sorted((DATA / "invalid").glob("*.yaml"))
-REPO = Path(__file__).parent.parent
+REPO = Path(__file__).parents[2]
 
 
 def _expected(path: Path) -> str:

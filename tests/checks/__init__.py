@@ -1,0 +1,1 @@
+"""Check kinds against real peers."""

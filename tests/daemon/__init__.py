@@ -1,0 +1,1 @@
+"""Daemon, runner, scheduler, listener, systemd."""

@@ -1,0 +1,1 @@
+"""Whole-stack runs: real Prometheus, Alertmanager, kubectl, the daemon's files and secrets."""

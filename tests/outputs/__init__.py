@@ -1,0 +1,1 @@
+"""Metrics, rules, dashboards, status page, report."""
