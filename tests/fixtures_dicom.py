@@ -44,6 +44,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tests.fixtures_env import missing_peer
+from tests.fixtures_net import free_port
 
 __all__ = [
     "HOSTILE_MODES",
@@ -76,13 +77,6 @@ _RUNNING: set[_ProcessPeer] = set()
 def _stop_leftovers() -> None:
     for peer in list(_RUNNING):
         peer.stop(kill=True)
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def open_fd_count() -> int:

@@ -40,13 +40,6 @@ __all__ = [
 ]
 
 
-def _free_port() -> int:
-    """A port that was free a moment ago (for "nothing listens here" tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request as the peer received it. Header lookup is case-insensitive."""

@@ -14,7 +14,8 @@ from monai_slo.checks import dicomweb
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
 from tests.fixtures_dicom import ORTHANC_PLUGINS, OrthancPeer
 from tests.fixtures_env import missing_peer
-from tests.fixtures_http import HttpPeer, _free_port
+from tests.fixtures_http import HttpPeer
+from tests.fixtures_net import free_port
 
 TOKEN_VAR = "MONAI_SLO_TEST_DICOMWEB_TOKEN"
 TOKEN = "Bearer qido-S3cret-0815"
@@ -131,7 +132,7 @@ def test_server_error_is_http_status(http_peer: HttpPeer) -> None:
 
 def test_refused_is_refused() -> None:
     """Nothing listening: REFUSED, from the shared connection code."""
-    outcome = search(make_config(f"http://127.0.0.1:{_free_port()}/dicom-web"))
+    outcome = search(make_config(f"http://127.0.0.1:{free_port()}/dicom-web"))
 
     assert outcome.reason is FailureReason.REFUSED
 

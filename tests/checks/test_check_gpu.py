@@ -28,7 +28,7 @@ from monai_slo.checks.nvml import NvmlError, NvmlErrorCode, PynvmlNvml, Remapped
 from monai_slo.checks.registry import KINDS
 from monai_slo.config.model import load_config
 from monai_slo.testing.nvml import FakeGpu, FakeNvml, use_nvml
-from tests.fixtures_http import _free_port
+from tests.fixtures_net import free_port
 
 E = NvmlErrorCode
 R = FailureReason
@@ -717,7 +717,7 @@ def test_daemon_exposes_gpu_gauges_and_xid_failures(tmp_path: Path, fake: FakeNv
     with a gpu label, and a critical XID shows up as a gpu_xid failure."""
     from monai_slo.daemon.daemon import Daemon
 
-    port = _free_port()
+    port = free_port()
     path = tmp_path / "c.yaml"
     path.write_text(
         f"listen: 127.0.0.1:{port}\nstorage: history.sqlite\n"

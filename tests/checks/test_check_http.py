@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from monai_slo.checks import http
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
 from monai_slo.checks.secrets import SecretRef, SecretUnavailable
-from tests.fixtures_http import HttpPeer, Route, _free_port
+from tests.fixtures_http import HttpPeer, Route
+from tests.fixtures_net import free_port
 
 TOKEN_VAR = "MONAI_SLO_TEST_HTTP_TOKEN"
 TOKEN = "Bearer s3cr3t-Value-4711"
@@ -236,7 +237,7 @@ def test_dribbled_body_cannot_exceed_deadline(http_peer: HttpPeer) -> None:
 
 def test_refused() -> None:
     """Nothing listening on the port fails as refused."""
-    outcome, _ = probe(config(f"http://127.0.0.1:{_free_port()}/"))
+    outcome, _ = probe(config(f"http://127.0.0.1:{free_port()}/"))
     assert outcome.reason is FailureReason.REFUSED
     assert "refused" in outcome.detail
 

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from monai_slo.checks import tcp
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
-from tests.fixtures_http import HttpPeer, _free_port
+from tests.fixtures_http import HttpPeer
+from tests.fixtures_net import free_port
 
 
 def config(port: int, **keys: Any) -> tcp.Config:
@@ -53,7 +54,7 @@ def test_connect_ok(silent_listener: int) -> None:
 
 def test_refused() -> None:
     """A port nobody listens on fails as refused."""
-    outcome, _ = probe(config(_free_port()))
+    outcome, _ = probe(config(free_port()))
     assert outcome.reason is FailureReason.REFUSED
 
 

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from monai_slo.checks.base import CheckResult, FailureReason
 from monai_slo.config.model import load_config
 from monai_slo.daemon.state_log import StateLog
+from tests.fixtures_net import free_port
 
 
 def _ref(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -54,19 +54,13 @@ def test_ten_minutes_down_at_one_second_is_a_handful_of_lines(
     assert "recovered after 11m40s down (700 failed runs)" in lines[4]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_daemon_json_logs_name_the_change_once(tmp_path: Path) -> None:
     """A real daemon with a check failing every 0.2 s logs its `down` event once in JSON
     with the check and reason as keys, and no per-run lines at the default level."""
     config = tmp_path / "c.yaml"
     config.write_text(
-        f"listen: 127.0.0.1:{_free_port()}\nstorage: {tmp_path / 'h.sqlite'}\n"
+        f"listen: 127.0.0.1:{free_port()}\nstorage: {tmp_path / 'h.sqlite'}\n"
         "environments:\n  - name: radiology\n    tier: staging\n    services:\n"
         "      - name: pacs\n        checks:\n"
         "          - {name: hl7, kind: tcp, host: 127.0.0.1, port: 9, interval: 0.2s, "
