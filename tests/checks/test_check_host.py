@@ -400,12 +400,12 @@ def test_detail_stays_bounded() -> None:
 
 def test_real_measurements_are_plausible(tmp_path: Path) -> None:
     """The real probe measures this machine without crashing: memory > 0, cores >= 1, an
-    architecture name, a GPU count (0 without an NVIDIA driver)."""
+    architecture name."""
     probe = HostProbe()
     assert probe.memory_bytes() > 0
     assert probe.logical_cores() >= 1
     assert probe.architecture()
-    assert probe.gpus().count >= 0
+    # The exact count against the driver's device nodes: tests/checks/test_host_gpu_count.py.
     outcome = check(config("production", disk_free=[{"path": str(tmp_path), "min": 1}]), probe)
     assert outcome.values["host_memory_bytes"] == probe.memory_bytes()
     assert outcome.values["host_logical_cores"] >= 1

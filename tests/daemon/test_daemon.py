@@ -130,16 +130,12 @@ def test_metrics_for_orthanc_storescp_and_http(
                 assert (
                     sample(s, "monai_slo_check_runs_total", service="pacs", check=check) or 0
                 ) >= 1
-            assert (
-                sample(
-                    s,
-                    "monai_slo_check_duration_seconds",
-                    service="router",
-                    check="echo",
-                    kind="dicom_echo",
-                )
-                is not None
-            )
+            duration = sample(
+                s, "monai_slo_check_duration_seconds", service="router", check="echo",
+                kind="dicom_echo",
+            )  # fmt: skip
+            # A loopback C-ECHO: measured, and well inside its timeout.
+            assert duration is not None and 0 < duration < 1.0
             assert sample(s, "monai_slo_objective_ratio", service="pacs") == pytest.approx(0.999)
             assert sample(s, "monai_slo_availability_ratio", service="pacs", window="5m") == 1.0
             assert sample(s, "monai_slo_availability_ratio", service="pacs", window="1d") == 1.0
