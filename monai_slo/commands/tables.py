@@ -141,48 +141,69 @@ def _burn(burn: float | None) -> str:
 def status_table(
     reports: Iterable[ServiceReport], *, wide: bool = False, width: int | None = None
 ) -> RenderableType:
-    """The services, as a table (or one block per service when ``width`` < 100)."""
+    """The services: one table per environment (its SLO window in the header, so the service
+    name keeps the room), one wide table with ``wide``, one block per service below 100
+    columns."""
     reports = list(reports)
-    if not wide and width is not None and width < COMPACT_WIDTH:
+    if wide:
+        return _status_wide(reports)
+    if width is not None and width < COMPACT_WIDTH:
         return _status_blocks(reports)
-    table = _table("services")
-    if wide:
-        table.add_column("ENVIRONMENT", overflow="fold")
-        table.add_column("TIER", no_wrap=True)
+    by_environment: dict[str, list[ServiceReport]] = {}
+    for report in reports:
+        by_environment.setdefault(report.service.environment, []).append(report)
+    parts: list[RenderableType] = [Text("services", style="italic")]
+    for environment, group in by_environment.items():
+        first = group[0]
+        table = _table(f"{environment} ({first.service.tier})")
         table.add_column("SERVICE", overflow="fold")
-    else:
-        table.add_column("SERVICE", overflow="fold", ratio=1)
+        table.add_column("STATE", no_wrap=True)
+        windows = sorted({r.slo_window.label for r in group})
+        slo_header = f"SLO {windows[0]}" if len(windows) == 1 else "SLO WINDOW"
+        for column in (*SUMMARY_WINDOWS, slo_header, "OBJECTIVE", "BUDGET", "BURN 1h"):
+            _number_column(table, column)
+        for report in group:
+            by_label = {w.label: w for w in report.windows}
+            slo = report.slo_window
+            availability = percent(slo.stats.availability)
+            table.add_row(
+                cell(report.service.name),
+                _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else ""),
+                *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
+                availability if len(windows) == 1 else f"{availability} /{slo.label}",
+                _objective(report.service.objective),
+                _budget(report.budget_remaining),
+                _burn(by_label["1h"].burn_rate),
+            )
+        parts.append(table)
+    parts.append(Text(BURN_NOTE, style="dim"))
+    return Group(*parts)
+
+
+def _status_wide(reports: Sequence[ServiceReport]) -> Table:
+    table = _table("services")
+    table.add_column("ENVIRONMENT", overflow="fold")
+    table.add_column("TIER", no_wrap=True)
+    table.add_column("SERVICE", overflow="fold")
     table.add_column("STATE", no_wrap=True)
-    for column in (*SUMMARY_WINDOWS, "SLO WINDOW", "OBJECTIVE", "BUDGET", "BURN 1h"):
+    for column in (*SUMMARY_WINDOWS, "SLO WINDOW", "OBJECTIVE", "BUDGET", "BURN 1h", "COVERAGE"):
         _number_column(table, column)
-    if wide:
-        _number_column(table, "COVERAGE")
-    environment = None
     for report in reports:
         service = report.service
         by_label = {w.label: w for w in report.windows}
         slo = report.slo_window
-        if not wide and service.environment != environment:
-            # The environment heads its services, leaving their column to the service name.
-            environment = service.environment
-            table.add_row(Text(f"{environment} ({service.tier})", style="bold"))
-        names: list[RenderableType] = (
-            [service.environment, service.tier, service.name]
-            if wide
-            else [cell(f"  {service.name}")]
-        )
-        row: list[RenderableType] = [
-            *names,
+        table.add_row(
+            cell(service.environment),
+            service.tier,
+            cell(service.name),
             _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else ""),
             *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
             f"{percent(slo.stats.availability)} /{slo.label}",
             _objective(service.objective),
             _budget(report.budget_remaining),
             _burn(by_label["1h"].burn_rate),
-        ]
-        if wide:
-            row.append(percent(slo.stats.coverage, 1))
-        table.add_row(*row)
+            percent(slo.stats.coverage, 1),
+        )
     table.caption = BURN_NOTE
     return table
 

@@ -23,15 +23,16 @@ CHECKS = {
 
 
 def _last_table(out: str) -> dict[str, dict[str, str]]:
-    """The rows of the last status table printed, by service, as {column: cell} (columns are
-    at least two spaces apart; environment rows head their services)."""
+    """The rows of the last status tables printed (one per environment), by service, as
+    {column: cell}; columns are at least two spaces apart."""
     tables = out.split("\nservices")
     assert len(tables) >= 2, out
     lines = tables[-1].split("burn:")[0].splitlines()
     header_line = next(line for line in lines if "SERVICE" in line and "STATE" in line)
-    header = re.split(r"\s{2,}", header_line.strip())
+    # Each environment's table names its SLO window in the header ("SLO 30d").
+    header = [re.sub(r"^SLO \w+$", "SLO", h) for h in re.split(r"\s{2,}", header_line.strip())]
     rows = [re.split(r"\s{2,}", line.strip()) for line in lines[lines.index(header_line) + 1 :]]
-    body = [row for row in rows if len(row) == len(header)]
+    body = [row for row in rows if len(row) == len(header) and row[0] != "SERVICE"]
     return {row[0]: dict(zip(header, row, strict=True)) for row in body}
 
 
