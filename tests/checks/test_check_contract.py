@@ -15,8 +15,8 @@ import pytest
 from monai_slo.checks.base import CheckConfig, CheckOutcome, Deadline, FailureReason
 from monai_slo.checks.registry import KINDS
 from monai_slo.testing.nvml import FakeNvml, use_nvml
-from tests.checks.test_hostile_peers import ClosingPeer
 from tests.fixtures_dicom import SilentListener
+from tests.fixtures_net import ScriptedPeer
 
 TIMEOUT = 0.3
 GRACE = 0.5
@@ -69,7 +69,7 @@ def _assert_shape(outcome: CheckOutcome) -> None:
 
 @pytest.fixture(scope="module")
 def closing() -> Iterator[int]:
-    peer = ClosingPeer()
+    peer = ScriptedPeer(read_first=False)
     yield peer.port
     peer.close()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from monai_slo.checks import http
 from monai_slo.checks.base import CheckOutcome, Deadline, FailureReason
 from monai_slo.checks.secrets import SecretRef, SecretUnavailable
 from tests.fixtures_http import HttpPeer, Route
-from tests.fixtures_net import free_port
+from tests.fixtures_net import ScriptedPeer, free_port
 
 TOKEN_VAR = "MONAI_SLO_TEST_HTTP_TOKEN"
 TOKEN = "Bearer s3cr3t-Value-4711"
@@ -37,33 +35,10 @@ def probe(cfg: http.Config) -> tuple[CheckOutcome, float]:
 
 
 @pytest.fixture
-def raw_server() -> Iterator[tuple[int, list[bytes]]]:
-    """A TCP server that answers every connection with the bytes in the list, then closes."""
-    reply = [b"this is not HTTP\r\n\r\n"]
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.05)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                try:
-                    conn.recv(65536)
-                    conn.sendall(reply[0])
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], reply
-    stop.set()
-    thread.join(2)
-    server.close()
+def raw_server() -> Iterator[ScriptedPeer]:
+    """A TCP server that answers every connection with its ``reply``, then closes."""
+    with ScriptedPeer(b"this is not HTTP\r\n\r\n") as peer:
+        yield peer
 
 
 def test_ok(http_peer: HttpPeer) -> None:
@@ -250,18 +225,16 @@ def test_hung_name_lookup_is_dns() -> None:
     assert elapsed < 0.3 + 0.2
 
 
-def test_malformed_response_is_protocol(raw_server: tuple[int, list[bytes]]) -> None:
+def test_malformed_response_is_protocol(raw_server: ScriptedPeer) -> None:
     """A server that answers with something other than HTTP fails as protocol."""
-    port, _ = raw_server
-    outcome, _ = probe(config(f"http://127.0.0.1:{port}/"))
+    outcome, _ = probe(config(f"http://127.0.0.1:{raw_server.port}/"))
     assert outcome.reason is FailureReason.PROTOCOL, outcome
 
 
-def test_truncated_body_is_protocol(raw_server: tuple[int, list[bytes]]) -> None:
+def test_truncated_body_is_protocol(raw_server: ScriptedPeer) -> None:
     """A body shorter than its Content-Length fails as protocol."""
-    port, reply = raw_server
-    reply[0] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"
-    outcome, _ = probe(config(f"http://127.0.0.1:{port}/"))
+    raw_server.reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"
+    outcome, _ = probe(config(f"http://127.0.0.1:{raw_server.port}/"))
     assert outcome.reason is FailureReason.PROTOCOL, outcome
     assert outcome.values["http_status_code"] == 200
 

@@ -3,10 +3,8 @@ that accept and close, send garbage or stay silent leave no threads, sockets or 
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,45 +17,15 @@ from monai_slo.checks.base import CheckResult, FailureReason
 from monai_slo.config.model import CheckRef, load_config
 from monai_slo.daemon.runner import CheckRunner
 from tests.fixtures_dicom import SilentListener
+from tests.fixtures_net import ScriptedPeer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-class ClosingPeer:
-    """Accepts, optionally writes ``greeting``, then closes at once (RST-free close)."""
-
-    def __init__(self, greeting: bytes = b"") -> None:
-        self.greeting = greeting
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=256)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        self._listener.settimeout(0.05)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                if self.greeting:
-                    with contextlib.suppress(OSError):
-                        conn.sendall(self.greeting)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._listener.close()
-
-
 def _serve_peers(conn: Connection) -> None:
     """In a child process, so the peers' sockets do not count as the client's."""
-    closing = ClosingPeer()
-    garbage = ClosingPeer(b"\x07\x00\xde\xad\xbe\xef garbage \xff" * 8)
+    closing = ScriptedPeer(read_first=False)
+    garbage = ScriptedPeer(read_first=False, reply=b"\x07\x00\xde\xad\xbe\xef garbage \xff" * 8)
     with SilentListener() as silent:
         conn.send({"closing": closing.port, "garbage": garbage.port, "silent": silent.port})
         conn.recv()  # until the test is done

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from monai_slo.checks.base import CheckResult, Deadline, FailureReason
 from monai_slo.config.model import load_config
 from monai_slo.history.store import HistoryStore
 from monai_slo.safe_text import CleanFormatter, clean
+from tests.fixtures_net import ScriptedPeer
 
 # Markup that rich would parse (and choke on), an ANSI colour and screen-clear, an OSC
 # title change ending in BEL, a forged log line and a right-to-left override.
@@ -44,44 +44,10 @@ def _assert_inert(output: str) -> None:
     assert "\nFORGED" not in output
 
 
-class RawHttpPeer:
-    """Answers every connection with ``reply`` (bytes), then closes."""
-
-    def __init__(self, reply: bytes) -> None:
-        self.reply = reply
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.05)
-        self.port = self._server.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    conn.recv(65536)
-                    conn.sendall(self.reply)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._server.close()
-
-
 @pytest.fixture
-def hostile_http() -> Iterator[RawHttpPeer]:
+def hostile_http() -> Iterator[ScriptedPeer]:
     reason = HOSTILE.replace("\n", " ").encode()
-    peer = RawHttpPeer(b"HTTP/1.1 503 " + reason + b"\r\nContent-Length: 0\r\n\r\n")
+    peer = ScriptedPeer(b"HTTP/1.1 503 " + reason + b"\r\nContent-Length: 0\r\n\r\n")
     yield peer
     peer.close()
 
@@ -97,7 +63,7 @@ def _config(tmp_path: Path, checks: str) -> Path:
 
 
 def test_check_table_shows_a_hostile_reason_phrase_literally(
-    tmp_path: Path, hostile_http: RawHttpPeer
+    tmp_path: Path, hostile_http: ScriptedPeer
 ) -> None:
     """A DICOMweb reason phrase full of markup and escape sequences fails its check (exit 1)
     and is shown escaped: no crash, no control character reaches the terminal."""
@@ -167,7 +133,7 @@ def test_backtracking_pattern_cannot_freeze_the_interpreter(tmp_path: Path, copi
     """``(a+)+$`` against a body of a's and one b takes seconds in a backtracking engine;
     here it is a body_mismatch within milliseconds, and the interpreter stays free."""
     body = b"a" * copies + b"b"
-    peer = RawHttpPeer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    peer = ScriptedPeer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     try:
         config = http.Config(
             name="w", kind="http", url=f"http://127.0.0.1:{peer.port}/", body_regex="(a+)+$"
@@ -218,7 +184,7 @@ def test_deeply_nested_dicomweb_json_is_protocol() -> None:
     """A QIDO-RS body nested beyond what the JSON parser reads is a malformed answer
     (protocol), not an internal error."""
     body = b"[" * 100_000 + b"]" * 100_000
-    peer = RawHttpPeer(
+    peer = ScriptedPeer(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
