@@ -467,6 +467,7 @@ def test_containerfile_copies_all_the_package_needs(tmp_path: Path) -> None:
     # The SPDX expression (core metadata 2.4), not the deprecated `license = { text = ... }` table.
     assert "\nLicense-Expression: Apache-2.0\n" in metadata, metadata[:600]
     assert "\nLicense: " not in metadata
+    assert "\nLicense-File: LICENSE\n" in metadata  # Apache-2.0 ships its text
     source_files = {
         path.relative_to(ROOT).as_posix()
         for path in (ROOT / "monai_slo").rglob("*")
