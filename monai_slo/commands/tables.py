@@ -163,17 +163,8 @@ def status_table(
         for column in (*SUMMARY_WINDOWS, slo_header, "OBJECTIVE", "BUDGET", "BURN 1h"):
             _number_column(table, column)
         for report in group:
-            by_label = {w.label: w for w in report.windows}
-            slo = report.slo_window
-            availability = percent(slo.stats.availability)
             table.add_row(
-                cell(report.service.name),
-                _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else ""),
-                *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
-                availability if len(windows) == 1 else f"{availability} /{slo.label}",
-                _objective(report.service.objective),
-                _budget(report.budget_remaining),
-                _burn(by_label["1h"].burn_rate),
+                cell(report.service.name), *_figures(report, window_suffix=len(windows) > 1)
             )
         parts.append(table)
     parts.append(Text(BURN_NOTE, style="dim"))
@@ -190,22 +181,30 @@ def _status_wide(reports: Sequence[ServiceReport]) -> Table:
         _number_column(table, column)
     for report in reports:
         service = report.service
-        by_label = {w.label: w for w in report.windows}
-        slo = report.slo_window
         table.add_row(
             cell(service.environment),
             service.tier,
             cell(service.name),
-            _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else ""),
-            *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
-            f"{percent(slo.stats.availability)} /{slo.label}",
-            _objective(service.objective),
-            _budget(report.budget_remaining),
-            _burn(by_label["1h"].burn_rate),
-            percent(slo.stats.coverage, 1),
+            *_figures(report, window_suffix=True),
+            percent(report.slo_window.stats.coverage, 1),
         )
     table.caption = BURN_NOTE
     return table
+
+
+def _figures(report: ServiceReport, *, window_suffix: bool) -> list[str]:
+    """STATE, the summary windows, the SLO window, OBJECTIVE, BUDGET, BURN 1h of one service."""
+    by_label = {w.label: w for w in report.windows}
+    slo = report.slo_window
+    availability = percent(slo.stats.availability)
+    return [
+        _STATE_STYLE[report.state] + (_MAINTENANCE if report.maintenance_active else ""),
+        *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
+        f"{availability} /{slo.label}" if window_suffix else availability,
+        _objective(report.service.objective),
+        _budget(report.budget_remaining),
+        _burn(by_label["1h"].burn_rate),
+    ]
 
 
 def _status_blocks(reports: Sequence[ServiceReport]) -> RenderableType:
