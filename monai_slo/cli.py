@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
             "conformance", "check this host against its tier's hardware requirements", _conformance
         )
     )
+    verb("openslo", "write the config's SLOs as OpenSLO v1 documents", _openslo).add_argument(
+        "-o", "--output", default="-", help="yaml or - (stdout, default), json, or a directory"
+    )
     report = verb("report", "write a self-contained HTML availability report for a period", _report)
     report.add_argument(
         "--period",
@@ -255,6 +258,12 @@ def _rules(args: argparse.Namespace) -> int:
     from monai_slo.commands.rules import rules_command
 
     return rules_command(_load(args), Path(args.output) if args.output else None)
+
+
+def _openslo(args: argparse.Namespace) -> int:
+    from monai_slo.commands.openslo import openslo_command
+
+    return openslo_command(_load(args), args.output)
 
 
 def _report(args: argparse.Namespace) -> int:

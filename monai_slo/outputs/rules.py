@@ -177,12 +177,20 @@ def _chained(recorded: str, env: str, window: float, source: float) -> str:
     return "sum without (part) (\n  " + "\nor\n  ".join(parts) + "\n)"
 
 
-def _quorum_down(env: str, quorum: int | str) -> str:
-    down = _selector(FLEET_DOWN_PROBERS, environment=env)
-    reporting = _selector(FLEET_REPORTING, environment=env)
+def quorum_down(down: str, reporting: str, quorum: int | str) -> str:
+    """1 when the quorum of the reporting probers sees the service down, else 0: ``down`` and
+    ``reporting`` are PromQL expressions counting the probers."""
     if quorum == "all":
         return f"{down} >= bool {reporting}"
     return f"{down} >= bool clamp_max({reporting}, {quorum})"
+
+
+def _quorum_down(env: str, quorum: int | str) -> str:
+    return quorum_down(
+        _selector(FLEET_DOWN_PROBERS, environment=env),
+        _selector(FLEET_REPORTING, environment=env),
+        quorum,
+    )
 
 
 def fleet_rules(
