@@ -252,6 +252,12 @@ def status_data(reports: Iterable[ServiceReport]) -> dict[str, Any]:
                 "maintenance": report.maintenance_active,
                 "objective_percent": service.objective,
                 "slo_window": report.slo_window.label,
+                # A calendar window's current period (epoch seconds); null for a rolling one.
+                "slo_period": (
+                    {"start": report.slo_window.period[0], "end": report.slo_window.period[1]}
+                    if report.slo_window.period
+                    else None
+                ),
                 "error_budget_remaining_ratio": report.budget_remaining,
                 "windows": {
                     w.label: {

@@ -10,21 +10,30 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from monai_slo.checks.base import CheckConfig, Name
 from monai_slo.checks.registry import KINDS
 from monai_slo.config.maintenance import MaintenanceSpec
 from monai_slo.config.web_config import WebConfig, load_web_config
-from monai_slo.durations import Duration, format_duration
+from monai_slo.durations import Duration, format_duration, parse_duration
+from monai_slo.periods import CALENDAR_UNITS, CalendarUnit, CalendarWindow, zone
 from monai_slo.tiers import TIERS, TierName, allowed_downtime
 from monai_slo.yaml_source import PathKey, SourceError, SourceIssue, YamlSource, load_yaml
 
 DEFAULT_CONFIG_PATH = Path("/etc/monai-slo/config.yaml")
 DEFAULT_STORAGE = Path("/var/lib/monai-slo/history.sqlite")
 DEFAULT_WINDOW = 30 * 86400.0
+DEFAULT_RETENTION = 90 * 86400.0
 # A single failed run should cost at most this share of the error budget to be measurable.
 COARSE_INTERVAL_BUDGET_SHARE = 0.10
 
@@ -63,6 +72,23 @@ class AlertingOptions(BaseModel):
         return value
 
 
+def _parse_window(value: object) -> float | str:
+    """A rolling window (a duration) or a calendar one (``calendar_month`` ...)."""
+    if isinstance(value, str) and value.strip() in CALENDAR_UNITS:
+        return value.strip()
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(
+            "expected a duration such as 30d (a rolling window) or one of "
+            f"{', '.join(CALENDAR_UNITS)}; got {value!r}"
+        ) from None
+
+
+WindowSpec = Annotated[float | str, BeforeValidator(_parse_window)]
+"""A pydantic field type: seconds of a rolling window, or a calendar unit's name."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -80,11 +106,32 @@ class EnvironmentSpec(_Strict):
     tier: TierName
     description: str = ""
     objective: float | None = None
-    window: Duration = DEFAULT_WINDOW
+    window: WindowSpec = DEFAULT_WINDOW
+    timezone: str = Field(
+        default="UTC", description="IANA zone whose midnights start a calendar window's periods"
+    )
     location: Literal["on-premises", "cloud"] = "on-premises"
     provider: Literal["aws", "azure", "gcp", "other"] | None = None
     maintenance: list[MaintenanceSpec] = Field(default_factory=list)
     services: list[ServiceSpec] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @property
+    def calendar(self) -> CalendarWindow | None:
+        if isinstance(self.window, str):
+            return CalendarWindow(cast(CalendarUnit, self.window), self.timezone)
+        return None
+
+    @property
+    def rolling_window(self) -> float:
+        """The window's length, a calendar window's usual length (for the alert rules)."""
+        calendar = self.calendar
+        return calendar.nominal if calendar is not None else float(self.window)
 
 
 class ConfigSpec(_Strict):
@@ -95,7 +142,11 @@ class ConfigSpec(_Strict):
     storage: Path | None = None
     alerting: AlertingOptions = Field(default_factory=AlertingOptions)
     flush_interval: Duration = 5.0
-    retention: Duration = 90 * 86400.0
+    retention: Duration | None = Field(
+        default=None,
+        description="full-resolution history kept; default 90d, or the longest calendar "
+        "period when a calendar window needs more",
+    )
     workers: int = Field(default=32, ge=1, le=1024)
     defaults: dict[str, Any] = Field(default_factory=dict)
     environments: list[EnvironmentSpec] = Field(min_length=1)
@@ -141,9 +192,23 @@ class Service:
     objective: float | None
     """Percent; None for best-effort tiers."""
     window: float
+    """Seconds of the rolling SLO window; a calendar window's usual length (30d for a
+    month), which the burn-rate alerts scale to."""
     checks: tuple[CheckRef, ...]
     maintenance: tuple[MaintenanceSpec, ...] = ()
     """The environment's windows and the service's own."""
+    calendar: CalendarWindow | None = None
+    """The calendar SLO window, when the environment has one instead of a rolling one."""
+
+    @property
+    def history_span(self) -> float:
+        """How far back the SLO window can reach from now."""
+        return self.calendar.longest if self.calendar is not None else self.window
+
+    @property
+    def window_label(self) -> str:
+        """The SLO window's ``window`` label value: ``30d``, or ``calendar_month``."""
+        return self.calendar.label if self.calendar is not None else format_duration(self.window)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -157,7 +222,13 @@ class Environment:
     location: str
     provider: str | None
     window: float
+    """As :attr:`Service.window`."""
     services: tuple[Service, ...]
+    calendar: CalendarWindow | None = None
+
+    @property
+    def history_span(self) -> float:
+        return self.calendar.longest if self.calendar is not None else self.window
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +254,9 @@ class Config:
             yield from service.checks
 
     def windows(self) -> set[float]:
-        return {environment.window for environment in self.environments}
+        """How far back each environment's SLO window reaches (its length, or a calendar
+        window's longest period)."""
+        return {environment.history_span for environment in self.environments}
 
 
 def config_path(explicit: str | None) -> Path:
@@ -277,9 +350,10 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
                     env_spec.tier,
                     svc_spec.name,
                     objective,
-                    env_spec.window,
+                    env_spec.rolling_window,
                     tuple(checks),
                     (*env_spec.maintenance, *svc_spec.maintenance),
+                    env_spec.calendar,
                 )
             )
         environments.append(
@@ -288,12 +362,14 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
                 env_spec.tier,
                 env_spec.location,
                 env_spec.provider,
-                env_spec.window,
+                env_spec.rolling_window,
                 tuple(services),
+                env_spec.calendar,
             )
         )
-    longest_window = max(e.window for e in spec.environments)
-    if spec.retention < longest_window:
+    longest_window = max(e.history_span for e in environments) if environments else 0.0
+    retention = spec.retention or max(DEFAULT_RETENTION, longest_window)
+    if retention < longest_window:
         issues.append(
             source.issue(
                 ("retention",),
@@ -314,7 +390,7 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
         spec.listen,
         storage,
         spec.flush_interval,
-        spec.retention,
+        retention,
         spec.workers,
         tuple(environments),
         web,
@@ -489,7 +565,7 @@ def coarse_interval_warnings(config: Config) -> list[str]:
                 warnings.append(
                     f"{config.source}: {ref.label}: interval "
                     f"{format_duration(ref.config.interval)} is too coarse for "
-                    f"{service.objective:g}% over {format_duration(service.window)} "
+                    f"{service.objective:g}% over {service.window_label} "
                     f"({format_duration(budget)} of error budget): one failed run spends "
                     f"{ref.config.interval / budget:.0%} of it; use an interval of at most "
                     f"{format_duration(max(1.0, budget * COARSE_INTERVAL_BUDGET_SHARE))}"

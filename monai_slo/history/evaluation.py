@@ -19,6 +19,7 @@ from monai_slo.slo.availability import (
     WindowStats,
     burn_rate,
     error_budget_remaining,
+    period_budget_remaining,
     service_timeline,
     state_at,
     window_stats,
@@ -52,6 +53,13 @@ class WindowReport:
     label: str
     stats: WindowStats
     burn_rate: float | None
+    period: tuple[float, float] | None = None
+    """A calendar window's current period [start, end); ``stats`` cover its start to now."""
+
+    @property
+    def seconds(self) -> float:
+        """The window's length: a calendar period's whole length."""
+        return self.period[1] - self.period[0] if self.period else self.stats.window
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,11 @@ def window_label(seconds: float) -> str:
     return format_duration(seconds)
 
 
+def reach(service: Service) -> float:
+    """How far back from now the service's windows read history."""
+    return max(*ALERT_WINDOWS, service.history_span)
+
+
 def evaluate(
     config: Config,
     store: HistoryStore,
@@ -132,7 +145,7 @@ def evaluate(
         # keep different windows), instead of one per service: the same rows per check.
         ids_since: dict[float, list[int]] = {}
         for service in services:
-            since = now - max(*ALERT_WINDOWS, service.window)
+            since = now - reach(service)
             known = (store.known_id(ref.key) for ref in service.checks)
             ids_since.setdefault(since, []).extend(i for i in known if i is not None)
         segments = {since: store.segments(ids, since, now) for since, ids in ids_since.items()}
@@ -144,7 +157,7 @@ def evaluate(
             stored,
             cache=cache,
             checks=checks,
-            fetched=segments.get(now - max(*ALERT_WINDOWS, service.window)),
+            fetched=segments.get(now - reach(service)),
         )
         for service in services
     ]
@@ -175,8 +188,13 @@ def evaluate_service(
 ) -> ServiceReport:
     """``fetched``: each check's segments over the longest window, already fetched (by
     :func:`evaluate`, for every service at once); read from ``store`` when not given."""
-    windows = sorted({*ALERT_WINDOWS, service.window})
-    longest = windows[-1]
+    calendar = service.calendar
+    # A calendar window is its period so far; a rolling SLO window is one more length.
+    period = calendar.period(now) if calendar is not None else None
+    windows = sorted({*ALERT_WINDOWS, *(() if period else (service.window,))})
+    slo_seconds = now - period[0] if period else service.window
+    measured = (*windows, slo_seconds) if period else tuple(windows)
+    longest = reach(service)
     if stored_maintenance is None:
         stored_maintenance = store.maintenance(now - longest)
     planned = maintenance_windows(service, stored_maintenance, now - longest, now)
@@ -196,7 +214,7 @@ def evaluate_service(
         ends = [span.end for span in spans]
         all_stats = [
             window_stats(spans[bisect.bisect_right(ends, now - seconds) :], now, seconds, excluded)
-            for seconds in windows
+            for seconds in measured
         ]
         current = state_at(spans, now - 1e-6)
     else:
@@ -204,22 +222,23 @@ def evaluate_service(
         timeline, per_check = cache.timeline(
             service.key, ids, store, now - longest, now, settle=settle
         )
-        all_stats = [timeline.stats(now, seconds, excluded) for seconds in windows]
+        all_stats = [timeline.stats(now, seconds, excluded) for seconds in measured]
         current = timeline.state_at(now - 1e-6)
     objective = None if service.objective is None else percent_to_ratio(service.objective)
     reports = []
-    for seconds, stats in zip(windows, all_stats, strict=True):
+    for seconds, stats in zip(windows, all_stats, strict=False):
         rate = burn_rate(stats, objective) if objective is not None else None
         reports.append(WindowReport(window_label(seconds), stats, rate))
-    slo_window = next(r for r in reports if r.stats.window == service.window)
-    budget = error_budget_remaining(slo_window.stats, objective) if objective is not None else None
+    slo_window, budget = _slo_window(
+        service, reports, all_stats[-1], period, objective, stored_maintenance
+    )
     check_reports = []
     if checks:
         for ref, check_id, segments in zip(service.checks, ids, per_check, strict=True):
             last = store.last_result(check_id) if check_id is not None else None
             check_state = _current_state(segments, now)
             runs, failures = (
-                store.run_counts(check_id, now - service.window) if check_id is not None else (0, 0)
+                store.run_counts(check_id, now - slo_seconds) if check_id is not None else (0, 0)
             )
             reasons: tuple[ReasonMark, ...] = ()
             if check_state is State.DOWN and check_id is not None:
@@ -232,7 +251,14 @@ def evaluate_service(
             check_reports.append(CheckReport(ref, last, check_state, runs, failures, reasons))
     latency = tuple(
         latency_report(
-            ref, store, check_id, now, windows=windows, slo_window=service.window, excluded=excluded
+            ref,
+            store,
+            check_id,
+            now,
+            windows=windows,
+            slo_window=slo_seconds,
+            excluded=excluded,
+            slo_label=service.window_label,
         )
         for ref, check_id in zip(service.checks, ids, strict=True)
         if ref.config.latency is not None
@@ -250,6 +276,38 @@ def evaluate_service(
     )
 
 
+def _slo_window(  # noqa: PLR0917 -- private helper, called with all six positionally
+    service: Service,
+    reports: list[WindowReport],
+    slo_stats: WindowStats,
+    period: tuple[float, float] | None,
+    objective: float | None,
+    stored_maintenance: Sequence[MaintenanceRow],
+) -> tuple[WindowReport, float | None]:
+    """The SLO window's report and the budget left over it. A calendar window's report is
+    appended to ``reports`` (a rolling one is among them already)."""
+    if period is None:
+        slo_window = next(r for r in reports if r.stats.window == service.window)
+        budget = (
+            error_budget_remaining(slo_window.stats, objective) if objective is not None else None
+        )
+        return slo_window, budget
+    slo_window = WindowReport(
+        service.window_label,
+        slo_stats,
+        burn_rate(slo_stats, objective) if objective is not None else None,
+        period,
+    )
+    reports.append(slo_window)
+    if objective is None:
+        return slo_window, None
+    # The allowance is over the whole period, maintenance planned later in it included, so
+    # the budget is known the moment the period starts.
+    ahead = merge(maintenance_windows(service, stored_maintenance, period[0], period[1]))
+    base = (period[1] - period[0]) - _overlap(period[0], period[1], ahead)
+    return slo_window, period_budget_remaining(slo_stats, objective, base)
+
+
 def latency_report(
     ref: CheckRef,
     store: HistoryStore,
@@ -259,20 +317,30 @@ def latency_report(
     windows: Sequence[float],
     slo_window: float,
     excluded: Sequence[tuple[float, float]] = (),
+    slo_label: str | None = None,
 ) -> LatencyReport:
-    """The check's latency SLI, burn rate per window and budget left over ``slo_window``, from
-    the store's hourly counts (one query)."""
+    """The check's latency SLI, burn rate per window and budget left over ``slo_window``
+    seconds (a calendar window: its period so far, labelled ``slo_label``), from the store's
+    hourly counts (one query)."""
     latency = ref.config.latency
     assert latency is not None
     objective = percent_to_ratio(latency.objective)
-    hours = store.latency_counts(check_id, now - max(windows)) if check_id is not None else {}
+    since = now - max(*windows, slo_window)
+    hours = store.latency_counts(check_id, since) if check_id is not None else {}
     reports = []
     for seconds in windows:
         stats = latency_stats(hours, now, seconds, excluded)
         reports.append(
             LatencyWindowReport(window_label(seconds), stats, latency_burn_rate(stats, objective))
         )
-    slo = next(r for r in reports if r.stats.window == slo_window)
+    found = next((r for r in reports if r.stats.window == slo_window), None)
+    if found is None or (slo_label is not None and found.label != slo_label):
+        stats = latency_stats(hours, now, slo_window, excluded)
+        found = LatencyWindowReport(
+            slo_label or window_label(slo_window), stats, latency_burn_rate(stats, objective)
+        )
+        reports.append(found)
+    slo = found
     return LatencyReport(
         ref,
         latency.threshold,
@@ -281,6 +349,10 @@ def latency_report(
         slo,
         latency_budget_remaining(slo.stats, objective),
     )
+
+
+def _overlap(a: float, b: float, intervals: Sequence[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b, end) - max(a, start)) for start, end in intervals)
 
 
 def _current_state(segments: list[Segment], now: float) -> State:

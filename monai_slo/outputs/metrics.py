@@ -260,7 +260,9 @@ class SloCollector(Collector):
             labels=SERVICE_LABELS,
         )
         window_seconds = GaugeMetricFamily(
-            m.SLO_WINDOW_SECONDS, "Length of the SLO window", labels=SERVICE_LABELS
+            m.SLO_WINDOW_SECONDS,
+            "Length of the SLO window (a calendar window: its current period)",
+            labels=SERVICE_LABELS,
         )
         budget = GaugeMetricFamily(
             m.ERROR_BUDGET_REMAINING_RATIO,
@@ -311,7 +313,7 @@ class SloCollector(Collector):
             if report.state is not State.NO_DATA:
                 service_up.add_metric(labels, 1 if report.state is State.UP else 0)
             maintenance.add_metric(labels, 1 if report.maintenance_active else 0)
-            window_seconds.add_metric(labels, service.window)
+            window_seconds.add_metric(labels, report.slo_window.seconds)
             for window in report.windows:
                 coverage.add_metric([*labels, window.label], window.stats.coverage)
                 if window.stats.availability is not None:

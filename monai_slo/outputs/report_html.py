@@ -23,6 +23,7 @@ from monai_slo.outputs.report import (
     ServicePeriod,
     day_class,
 )
+from monai_slo.periods import CalendarWindow, zone
 from monai_slo.slo.availability import Span, State
 
 # One palette for states and day bars; every colour is also said in words next to it.
@@ -95,6 +96,17 @@ def utc_time(at: float, seconds: bool = True) -> str:
 
 def objective_text(objective: float | None) -> str:
     return "best effort" if objective is None else f"{objective:g}%"
+
+
+def window_words(label: str, calendar: CalendarWindow | None, now: float) -> str:
+    """``the last 30d``, or for a calendar window ``this calendar month (since 1 Dec 2026
+    00:00 Europe/Berlin)``: its budget was reset then."""
+    if calendar is None or label != calendar.label:
+        return f"the last {label}"
+    start, _ = calendar.period(now)
+    local = datetime.fromtimestamp(start, zone(calendar.timezone))
+    unit = calendar.unit.removeprefix("calendar_")
+    return f"this calendar {unit} (since {local:%-d %b %Y %H:%M} {calendar.timezone})"
 
 
 def legend(items: Iterable[tuple[str, str]]) -> str:

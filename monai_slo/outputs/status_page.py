@@ -40,7 +40,9 @@ from monai_slo.outputs.report_html import (
     legend,
     objective_text,
     percent,
+    window_words,
 )
+from monai_slo.periods import CalendarWindow
 from monai_slo.slo.availability import State, WindowStats
 
 STRIP_DAYS = 90
@@ -247,7 +249,7 @@ def _card(
     objective = report.objective_ratio
     figures = (
         f'<b data-figure="availability">{percent(slo.stats.availability)}</b> available over '
-        f"the last {esc(slo.label)} (objective "
+        f"{esc(window_words(slo.label, service.calendar, now))} (objective "
         f'<b data-figure="objective">{esc(objective_text(service.objective))}</b>)'
     )
     if objective is not None:
@@ -256,7 +258,7 @@ def _card(
             "budget left"
         )
     lines = [f'<div class="figs">{figures}</div>']
-    lines += [_latency_line(latency) for latency in report.latency]
+    lines += [_latency_line(latency, service.calendar, now) for latency in report.latency]
     failing = [check for check in report.checks if check.state is State.DOWN]
     if failing and report.state is State.DOWN:
         reasons = "; ".join(
@@ -314,14 +316,15 @@ def _earlier(marks: Sequence[ReasonMark], last: object) -> str:
     return f" (earlier in this outage: {', '.join(others)})" if others else ""
 
 
-def _latency_line(report: LatencyReport) -> str:
+def _latency_line(report: LatencyReport, calendar: CalendarWindow | None, now: float) -> str:
     """One check's latency objective: share of runs within the threshold, budget left."""
     slo = report.slo_window
     check = report.ref.config.name
     return (
         f'<div class="figs" data-latency="{esc(check)}">{esc(check)}: '
         f'<b data-figure="latency">{percent(slo.stats.ratio)}</b> of runs within '
-        f"{esc(format_duration(report.threshold))} over the last {esc(slo.label)} (objective "
+        f"{esc(format_duration(report.threshold))} over "
+        f"{esc(window_words(slo.label, calendar, now))} (objective "
         f'<b data-figure="latency-objective">{report.objective_ratio * 100:g}%</b>) · '
         f'<b data-figure="latency-budget">{_budget(report.budget_remaining)}</b> of latency '
         "budget left</div>"

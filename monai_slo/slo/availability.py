@@ -147,6 +147,18 @@ def error_budget_remaining(stats: WindowStats, objective_ratio: float) -> float:
     return 1 - stats.down / allowed
 
 
+def period_budget_remaining(
+    stats: WindowStats, objective_ratio: float, allowed_base: float
+) -> float:
+    """A calendar period's budget left: 1 - downtime so far / allowed downtime, the allowance
+    over the whole period less its planned maintenance (``allowed_base`` seconds), so the
+    budget is fixed when the period starts and full again when the next one does."""
+    allowed = (1 - objective_ratio) * allowed_base
+    if allowed <= 0:
+        return 0.0 if stats.down > 0 else 1.0
+    return 1 - stats.down / allowed
+
+
 def burn_rate(stats: WindowStats, objective_ratio: float) -> float | None:
     """How fast the budget burns: (1 - availability) / (1 - objective); 1.0 spends it exactly."""
     availability = stats.availability
