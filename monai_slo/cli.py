@@ -15,10 +15,9 @@ from monai_slo.commands.exit_codes import ExitCode
 from monai_slo.commands.output import FORMATS
 from monai_slo.daemon.listen_error import ListenError
 from monai_slo.safe_text import CleanFormatter, JsonFormatter
-from monai_slo.yaml_source import SourceError, SourceIssue
 
 # Each verb imports what it uses when it runs: the config model (pydantic, the kinds a config
-# names) and the history store are not needed to parse arguments or to print `tiers`.
+# names), YAML and the history store are not needed to parse arguments or to print `tiers`.
 if TYPE_CHECKING:
     from monai_slo.config.model import Config
 
@@ -41,15 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
-    except SourceError as exc:
-        print(f"config error:\n{exc}", file=sys.stderr)
-        return ExitCode.USAGE
     except ListenError as exc:
         print(exc.strerror, file=sys.stderr)
         return ExitCode.USAGE
     except Exception as exc:
-        # A StoreError can only come from the store's module, so if it was never imported
-        # there is nothing to catch: one line naming the file and what to do.
+        # A SourceError (StoreError) can only come from the YAML (store) module, so if it was
+        # never imported there is nothing to catch: one line naming the file and what to do.
+        source = sys.modules.get("monai_slo.yaml_source")
+        if source is not None and isinstance(exc, source.SourceError):
+            print(f"config error:\n{exc}", file=sys.stderr)
+            return ExitCode.USAGE
         store = sys.modules.get("monai_slo.history.store")
         if store is None or not isinstance(exc, store.StoreError):
             raise
@@ -205,6 +205,7 @@ def _load(args: argparse.Namespace) -> Config:
 def _load_path(path: Path) -> Config:
     """load_config, with any failure a config error naming the file, never a traceback."""
     from monai_slo.config.model import load_config
+    from monai_slo.yaml_source import SourceError, SourceIssue
 
     try:
         return load_config(path)
@@ -245,12 +246,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _tiers(args: argparse.Namespace) -> int:
     from monai_slo.commands.output import print_data
-    from monai_slo.commands.tables import console, tiers_rows, tiers_table
+    from monai_slo.commands.text_table import output_width
+    from monai_slo.commands.tiers_table import tiers_rows, tiers_text
 
     if args.output != "table":
         print_data(tiers_rows(), args.output)
     else:
-        console().print(tiers_table())
+        sys.stdout.write(tiers_text(output_width()))
     return ExitCode.OK
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BeforeValidator
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -53,5 +55,18 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+class _ParsedAsDuration:
+    """What pydantic's ``BeforeValidator(parse_duration)`` does, without importing pydantic
+    here: pydantic calls this when it builds a model, so a verb that only formats durations
+    (``tiers``) does not pay pydantic's import."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(parse_duration, handler(source))
+
+
+Duration = Annotated[float, _ParsedAsDuration()]
 """A pydantic field type: accepts '10s' style strings or numbers, holds seconds."""

@@ -7,8 +7,6 @@ import json
 import sys
 from typing import Any
 
-import yaml
-
 FORMATS = ("table", "json", "yaml")
 
 
@@ -17,4 +15,6 @@ def print_data(data: Any, output: str) -> None:
     if output == "json":
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
     else:
+        import yaml  # only here: a table or JSON does not pay PyYAML's import
+
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

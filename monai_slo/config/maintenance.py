@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from monai_slo.durations import Duration
@@ -36,7 +35,11 @@ class MaintenanceSpec(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
+        if value is None:
+            return value
+        from croniter import croniter  # only configs with a cron window pay its import
+
+        if not croniter.is_valid(value):
             raise ValueError(f"expected a cron expression such as '0 2 * * SUN'; got {value!r}")
         return value
 
@@ -77,6 +80,8 @@ class MaintenanceSpec(BaseModel):
         assert self.schedule is not None and self.duration is not None
         zone = ZoneInfo(self.timezone)
         first = datetime.fromtimestamp(since - self.duration, zone)
+        from croniter import croniter
+
         occurrences = croniter(self.schedule, first)
         found = []
         limit = int(MAX_OCCURRENCES_PER_DAY * (until - since + self.duration) / 86400) + 2

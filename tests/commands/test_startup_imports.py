@@ -25,7 +25,10 @@ _PROBE = textwrap.dedent(
     import contextlib, io, json, sys
     from monai_slo import cli
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = cli.main(sys.argv[1:])
+        try:
+            code = cli.main(sys.argv[1:])
+        except SystemExit as stop:  # --help, --version
+            code = stop.code
     print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
     """
 )
@@ -62,6 +65,10 @@ def tcp_config(tmp_path: Path) -> Path:
     return path
 
 
+def _packages(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
+
+
 def test_tiers_imports_no_check_kind_and_no_history() -> None:
     code, modules = _modules("tiers")
     assert code == 0
@@ -70,12 +77,33 @@ def test_tiers_imports_no_check_kind_and_no_history() -> None:
     assert "monai_slo.config.model" not in modules
     assert "monai_slo.history.store" not in modules
     assert "sqlite3" not in modules
+    # Nor pydantic (durations format without it), PyYAML or rich (a plain-text table).
+    assert _packages(modules) & {"pydantic", "pydantic_core", "yaml", "rich"} == set()
+
+
+def test_help_imports_no_yaml_pydantic_or_rich() -> None:
+    code, modules = _modules("--help")
+    assert code == 0
+    assert _packages(modules) & {"pydantic", "pydantic_core", "yaml", "rich"} == set()
 
 
 def test_validate_imports_only_the_kinds_its_config_names(tcp_config: Path) -> None:
     code, modules = _modules("validate", "-c", str(tcp_config))
     assert code == 0
     assert _kind_modules(modules) == {MODULES["tcp"]}
+    assert _heavy(modules) == set()
+    assert "croniter" not in _packages(modules)  # only a cron maintenance window needs it
+
+
+def test_an_http_check_without_json_conditions_imports_no_jsonpath(tcp_config: Path) -> None:
+    tcp_config.write_text(
+        tcp_config.read_text().replace(
+            "kind: tcp, host: 127.0.0.1, port: 104", "kind: http, url: 'http://127.0.0.1:1/'"
+        )
+    )
+    code, modules = _modules("validate", "-c", str(tcp_config))
+    assert code == 0
+    assert _kind_modules(modules) == {MODULES["http"]}
     assert _heavy(modules) == set()
 
 
