@@ -98,14 +98,11 @@ def openslo_documents(config: Config) -> Export:
 
 
 def time_window(environment: Environment) -> list[dict[str, Any]]:
-    """The SLO's ``timeWindow`` (a list of exactly one item) for the environment's window.
-
-    Calendar windows: when the config model gains ``window: calendar_month`` (with the
-    environment's ``timezone``), return :func:`calendar_time_window` for it here.
-    """
-    calendar = getattr(environment, "calendar", None)
-    if isinstance(calendar, str) and calendar in CALENDAR_DURATIONS:
-        return calendar_time_window(calendar, getattr(environment, "timezone", None) or "UTC")
+    """The SLO's ``timeWindow`` (a list of exactly one item) for the environment's window:
+    rolling, or a calendar window in the environment's ``timezone``."""
+    calendar = environment.calendar
+    if calendar is not None:
+        return calendar_time_window(calendar.unit, calendar.timezone)
     return [{"duration": rolling_duration(environment.window), "isRolling": True}]
 
 

@@ -179,6 +179,19 @@ def test_a_calendar_window_is_valid_openslo(tmp_path: Path) -> None:
         assert _errors(slo) == []
 
 
+def test_a_config_calendar_window_is_exported(tmp_path: Path) -> None:
+    """``window: calendar_month`` with ``timezone`` in the config reaches the SLO document."""
+    text = SMALL.replace("window: 7d", "window: calendar_month\n    timezone: Europe/Berlin")
+    assert text != SMALL
+    slo = next(
+        d
+        for d in openslo_documents(load_config(_config(tmp_path, text))).documents
+        if d["kind"] == "SLO"
+    )
+    assert slo["spec"]["timeWindow"] == calendar_time_window("calendar_month", "Europe/Berlin")
+    assert _errors(slo) == []
+
+
 def test_cli_writes_yaml_json_and_a_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
