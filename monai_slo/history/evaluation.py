@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from monai_slo.config.maintenance import Window, config_windows, merge
 from monai_slo.config.model import CheckRef, Config, Service
 from monai_slo.durations import format_duration
+from monai_slo.history.latency_seconds import FINE_KEEP
 from monai_slo.history.store import HistoryStore, LastResult, MaintenanceRow, ReasonMark
 from monai_slo.history.timeline import TimelineCache
 from monai_slo.slo.availability import (
@@ -321,21 +322,28 @@ def latency_report(
 ) -> LatencyReport:
     """The check's latency SLI, burn rate per window and budget left over ``slo_window``
     seconds (a calendar window: its period so far, labelled ``slo_label``), from the store's
-    hourly counts (one query)."""
+    hourly counts and, for windows up to an hour, its runs per second."""
     latency = ref.config.latency
     assert latency is not None
     objective = percent_to_ratio(latency.objective)
     since = now - max(*windows, slo_window)
     hours = store.latency_counts(check_id, since) if check_id is not None else {}
+    # The windows that fit in the last hour are counted exactly, per second.
+    short = [w for w in (*windows, slo_window) if w <= FINE_KEEP]
+    recent = (
+        store.latency_by_second(check_id, now - max(short))
+        if check_id is not None and short
+        else None
+    )
     reports = []
     for seconds in windows:
-        stats = latency_stats(hours, now, seconds, excluded)
+        stats = latency_stats(hours, now, seconds, excluded, recent)
         reports.append(
             LatencyWindowReport(window_label(seconds), stats, latency_burn_rate(stats, objective))
         )
     found = next((r for r in reports if r.stats.window == slo_window), None)
     if found is None or (slo_label is not None and found.label != slo_label):
-        stats = latency_stats(hours, now, slo_window, excluded)
+        stats = latency_stats(hours, now, slo_window, excluded, recent)
         found = LatencyWindowReport(
             slo_label or window_label(slo_window), stats, latency_burn_rate(stats, objective)
         )

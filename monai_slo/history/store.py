@@ -46,8 +46,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from monai_slo.checks.base import CheckResult, FailureReason
+from monai_slo.history import latency_seconds
+from monai_slo.history.latency_seconds import LatencyBySecond
 from monai_slo.safe_text import clean
 from monai_slo.slo.availability import Segment
+from monai_slo.slo.latency import RunsBySecond
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +149,8 @@ CREATE INDEX IF NOT EXISTS incident_updates_id ON incident_updates (incident_id,
 # live beside the run counters in the hourly runs table: one row per check per hour either way
 # (no extra records to buffer or write), durable across restarts, readable by `status` in
 # another process, pruned with the rest. Per-window counters in memory would be exact for the
-# short windows but lost at every restart and invisible to the CLI; the price of hours is that
-# a window shorter than an hour is estimated from the hours it overlaps, pro rata
-# (monai_slo.slo.latency).
+# short windows but lost at every restart and invisible to the CLI; windows up to an hour are
+# exact from the last hour's verdicts per second instead (monai_slo.history.latency_seconds).
 _ADD_LATENCY_COUNTS = (
     "ALTER TABLE runs ADD COLUMN timed INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE runs ADD COLUMN fast INTEGER NOT NULL DEFAULT 0",
@@ -414,7 +416,7 @@ class HistoryStore:
             self._db = self._connect_read_only(path, read_wait)
             self._reader = self._db
         else:
-            self._db = self._connect(path, write_wait)
+            self._db = self._connect(path, write_wait, clock)
             try:
                 self._reader = self._connect_reader(path, read_wait)
             except BaseException:
@@ -444,7 +446,7 @@ class HistoryStore:
         return db
 
     @staticmethod
-    def _connect(path: Path, wait: float) -> sqlite3.Connection:
+    def _connect(path: Path, wait: float, clock: Callable[[], float]) -> sqlite3.Connection:
         """The writing connection, after checking the file without changing it."""
         remedy = _WRITABLE
         _check_path(path)
@@ -472,6 +474,7 @@ class HistoryStore:
                 )
             elif not _has_latency_counts(db) or not _has_reasons(db):
                 _migrate(db)
+            latency_seconds.add_table(db, clock())
         except sqlite3.Error as exc:
             db.close()
             if _is_corrupt(exc):
@@ -496,6 +499,8 @@ class HistoryStore:
         recent_since = self._clock() - RECENT_KEEP
         with self._read_lock:
             db = self._reader
+            # Latency verdicts per second waiting for a write, and since when the file has them.
+            self._fine = LatencyBySecond(db)
             self._v3 = _has_reasons(db)
             columns = _SEGMENT_COLUMNS if self._v3 else _SEGMENT_COLUMNS_V2
             rows = db.execute(
@@ -626,6 +631,7 @@ class HistoryStore:
                     self._dirty_segments[(real, start)] = self._dirty_segments.pop((cid, start))
                 for cid, hour in [k for k in self._pending_runs if k[0] == temporary]:
                     self._pending_runs[(real, hour)] = self._pending_runs.pop((cid, hour))
+                self._fine.renumber(temporary, real)
                 for cid, at in [k for k in self._dirty_reasons if k[0] == temporary]:
                     self._dirty_reasons[(real, at)] = self._dirty_reasons.pop((cid, at))
                 if temporary in self._recent_reasons:
@@ -709,8 +715,10 @@ class HistoryStore:
             counter[0] += 1
             counter[1] += 0 if result.success else 1
             if latency_threshold is not None:
+                fast = result.success and result.duration <= latency_threshold
                 counter[2] += 1
-                counter[3] += int(result.success and result.duration <= latency_threshold)
+                counter[3] += int(fast)
+                self._fine.add(check_id, at, fast)
             self._last[check_id] = LastResult(
                 result.timestamp, result.success, result.duration, result.reason, result.detail
             )
@@ -730,12 +738,11 @@ class HistoryStore:
         Dropped records stay in memory for reads until they age out; only the database
         never gets them, so they are counted and logged.
         """
-        while (
-            len(self._dirty_segments) + len(self._pending_runs) + len(self._dirty_reasons)
-            > MAX_BUFFERED
-        ):
+        while self._buffered() > MAX_BUFFERED:
             # Dicts keep insertion order: the first key is the oldest buffered record.
-            if len(self._dirty_reasons) > max(len(self._dirty_segments), len(self._pending_runs)):
+            if self._fine.pending:  # the first to go: the hourly counts hold them too
+                self._fine.drop_oldest()
+            elif len(self._dirty_reasons) > max(len(self._dirty_segments), len(self._pending_runs)):
                 del self._dirty_reasons[next(iter(self._dirty_reasons))]
             elif len(self._dirty_segments) >= len(self._pending_runs):
                 del self._dirty_segments[next(iter(self._dirty_segments))]
@@ -753,7 +760,15 @@ class HistoryStore:
     def buffered(self) -> int:
         """Records waiting for a write."""
         with self._lock:
-            return len(self._dirty_segments) + len(self._pending_runs) + len(self._dirty_reasons)
+            return self._buffered()
+
+    def _buffered(self) -> int:
+        return (
+            len(self._dirty_segments)
+            + len(self._pending_runs)
+            + len(self._dirty_reasons)
+            + len(self._fine.pending)
+        )
 
     def flush(self) -> bool:
         """Write buffered results in one transaction; on failure keep them for the next try.
@@ -773,6 +788,7 @@ class HistoryStore:
             if not (
                 self._dirty_segments
                 or self._pending_runs
+                or self._fine.pending
                 or self._dirty_last
                 or self._dirty_reasons
             ):
@@ -790,6 +806,7 @@ class HistoryStore:
             runs = {k: n for k, n in self._pending_runs.items() if k[0] > 0}
             for run_key in runs:
                 del self._pending_runs[run_key]
+            fine = self._fine.take()
             last = {cid: self._last[cid] for cid in self._dirty_last if cid > 0}
         try:
             self._db.execute("BEGIN")
@@ -812,6 +829,7 @@ class HistoryStore:
                 "timed = timed + excluded.timed, fast = fast + excluded.fast",
                 [(cid, hour, *n) for (cid, hour), n in runs.items()],
             )
+            pruned = self._fine.write(self._db, fine, self._clock())
             self._db.executemany(
                 "INSERT OR REPLACE INTO last_results VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -827,8 +845,11 @@ class HistoryStore:
                     counter = self._pending_runs.setdefault(run_key, [0, 0, 0, 0])
                     for i, count in enumerate(n):
                         counter[i] += count
+                self._fine.put_back(fine)
             self._failed("write", exc)
             return False
+        if pruned:
+            self._fine.pruned()
         self._forget_written(segments, reasons, last)
         self._recovered()
         return True
@@ -1135,6 +1156,22 @@ class HistoryStore:
                         total[0] += timed
                         total[1] += fast
         return {h: (t, f) for h, (t, f) in sorted(counts.items())}
+
+    def latency_by_second(self, check_id: int, since: float) -> RunsBySecond:
+        """Timed and fast runs per second from ``since`` (at most an hour back), with from
+        when they are complete: exact counts for the short latency windows."""
+        since = self._fine.window(since, self._clock())
+        counts: dict[int, list[int]] = {}
+        with self._write_lock, self._read_lock:
+            try:
+                counts = self._fine.rows(self._reader, check_id, since)
+            except sqlite3.Error as exc:
+                if self.read_only:
+                    raise
+                self._failed("read", exc)
+                since = math.inf  # unknown: the hours stand in
+            with self._lock:
+                return self._fine.with_pending(counts, check_id, since)
 
     # -- maintenance started from the CLI ---------------------------------------------------
 

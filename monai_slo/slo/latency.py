@@ -3,10 +3,11 @@
 A check with ``latency: {threshold, objective}`` counts, per hour, the runs judged against the
 threshold (``timed``) and those that succeeded within it (``fast``); a failed run is never
 fast. The SLI over a window is fast / timed, an event ratio (runs, not time), over the same
-windows as availability. Hours are the finest grain kept, so an hour the window covers only
-in part (the oldest one, and any hour cut by planned maintenance) counts pro rata for the
-share of its elapsed time the window keeps: runs are taken as spread evenly over an hour.
-A window shorter than an hour therefore reads as the recent hours' ratio.
+windows as availability. The last hour is also kept per second (:class:`RunsBySecond`): a
+window that fits in it counts exactly the runs whose second lies in the window and outside
+planned maintenance. A longer window reads the hours; an hour it covers only in part (the
+oldest one, and any hour cut by planned maintenance) counts pro rata for the share of its
+elapsed time the window keeps: runs are taken as spread evenly over an hour.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunsBySecond:
+    """Timed and fast runs per epoch second (second -> (timed, fast)), every run from
+    ``since`` on."""
+
+    since: float
+    seconds: Mapping[int, tuple[int, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +51,14 @@ def latency_stats(
     now: float,
     window: float,
     excluded: Sequence[tuple[float, float]] = (),
+    recent: RunsBySecond | None = None,
 ) -> LatencyStats:
-    """Timed and fast runs in [now - window, now) from hourly counts (hour -> (timed, fast)),
-    leaving out excluded intervals."""
+    """Timed and fast runs in [now - window, now), leaving out excluded intervals: counted
+    from ``recent`` when it holds the whole window, else from hourly counts
+    (hour -> (timed, fast))."""
     lo = now - window
+    if recent is not None and lo >= recent.since:
+        return _exact(recent.seconds, lo, now, window, excluded)
     timed = fast = 0.0
     for hour, (hour_timed, hour_fast) in hours.items():
         start = hour * HOUR
@@ -58,6 +72,21 @@ def latency_stats(
         share = max(0.0, kept) / (end - start)
         timed += hour_timed * share
         fast += hour_fast * share
+    return LatencyStats(window, timed, fast)
+
+
+def _exact(
+    seconds: Mapping[int, tuple[int, int]],
+    lo: float,
+    now: float,
+    window: float,
+    excluded: Sequence[tuple[float, float]],
+) -> LatencyStats:
+    timed = fast = 0
+    for second, (second_timed, second_fast) in seconds.items():
+        if lo <= second < now and not any(a <= second < b for a, b in excluded):
+            timed += second_timed
+            fast += second_fast
     return LatencyStats(window, timed, fast)
 
 
