@@ -10,12 +10,13 @@ import time
 from rich.table import Table
 
 from monai_slo.commands.exit_codes import ExitCode
-from monai_slo.commands.maintenance import cli_user, resolve_targets
+from monai_slo.commands.maintenance import cli_user
 from monai_slo.commands.output import print_data
 from monai_slo.commands.tables import console
 from monai_slo.config.maintenance import utc
 from monai_slo.config.model import Config
 from monai_slo.history.store import HistoryStore, IncidentRow
+from monai_slo.history.windows import resolve_targets
 from monai_slo.safe_text import cell, clean
 
 LIST_DAYS = 90

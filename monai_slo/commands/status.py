@@ -12,9 +12,10 @@ from monai_slo.config.model import Config
 
 
 def status_command(config: Config, output: str = "table", *, wide: bool = False) -> int:
-    from monai_slo.commands.tables import console, service_checks_table, status_data, status_table
+    from monai_slo.commands.tables import console, service_checks_table, status_table
     from monai_slo.history.evaluation import evaluate
     from monai_slo.history.store import HistoryStore
+    from monai_slo.outputs.status_data import status_data
 
     if not config.storage.exists():
         print(f"no history yet at {config.storage}; start `monai-slo run` first", file=sys.stderr)
@@ -25,7 +26,7 @@ def status_command(config: Config, output: str = "table", *, wide: bool = False)
     finally:
         store.close()
     if output != "table":
-        print_data(status_data(reports), output)
+        print_data(status_data(reports, source="history"), output)
         return ExitCode.OK
     out = console()
     out.print(status_table(reports, wide=wide, width=out.width))

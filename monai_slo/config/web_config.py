@@ -249,3 +249,10 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return user, password
+
+
+def basic_user(header: str | None) -> str | None:
+    """The user name of an ``Authorization: Basic`` header (None when malformed); ask
+    :meth:`BasicAuth.check` first whether it may be believed."""
+    credentials = _basic_credentials(header)
+    return None if credentials is None else credentials[0]

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from monai_slo.checks.base import CheckResult
 from monai_slo.config.model import CheckRef, Config, parse_listen
 from monai_slo.daemon import systemd
+from monai_slo.daemon.api import DaemonApi, changes_refused
 from monai_slo.daemon.runner import CheckRunner
 from monai_slo.daemon.scheduler import CheckScheduler
 from monai_slo.daemon.server import MetricsServer
@@ -71,7 +72,8 @@ class Daemon:
             clock=clock,
         )
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SloCollector(self.view))
+        collector = SloCollector(self.view)
+        self.registry.register(collector)
         self.scheduler = CheckScheduler(self.runner.submit)
         self.view.lateness = self.runner.lateness
         self.view.missed = lambda: dict(self.scheduler.missed)
@@ -80,6 +82,16 @@ class Daemon:
         self.view.in_flight = self.runner.pending
         host, port = parse_listen(config.listen)
         self.status_page = StatusPage(lambda: self.view.config, self.store, clock=clock)
+        self.api = DaemonApi(
+            config=lambda: self.view.config,
+            store=self.store,
+            reports=collector.reports,
+            canaries=self.runner.canaries,
+            refusal=changes_refused(
+                config.web is not None and bool(config.web.basic_auth_users), host
+            ),
+            clock=clock,
+        )
         self.server = MetricsServer(
             host,
             port,
@@ -87,6 +99,7 @@ class Daemon:
             ready=self._ready,
             page=self.status_page.render,
             web=config.web,
+            api=self.api,
         )
         self._stop = threading.Event()
         self._reload_requested = threading.Event()

@@ -199,6 +199,17 @@ class CheckRunner:
                 if (count := sum(1 for r in runs if r.pending is not None))
             }
 
+    def canaries(self) -> dict[CheckKey, tuple[int, bool]]:
+        """Per check with runs waiting for a later poll: how many, and whether the newest of
+        its runs that ever waited is one of them (its verdict, the newest, is still to come)."""
+        with self._lock:
+            found = {}
+            for key, runs in self._ordered.items():
+                count = sum(1 for r in runs if r.pending is not None)
+                if count:
+                    found[key] = (count, runs[-1].pending is not None)
+            return found
+
     def threads(self) -> int:
         """Worker threads alive, abandoned ones included."""
         with self._lock:

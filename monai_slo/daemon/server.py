@@ -1,4 +1,5 @@
-"""The HTTP listener: /metrics, /-/healthy, /-/ready, and the status page at /.
+"""The HTTP listener: /metrics, /-/healthy, /-/ready, the status page at /, and the JSON API
+under /api/v1/ (monai_slo.daemon.api answers it; this module is the transport).
 
 The listener must keep answering Prometheus while hostile or broken clients connect, and must
 never take from the checks what they need (threads, CPU, file descriptors), or the monitor records
@@ -8,15 +9,19 @@ false downtime. So:
   without blocking: a client that dribbles its request costs a descriptor and a small buffer, not
   a thread. The whole head must arrive within an absolute deadline (``REQUEST_DEADLINE``), not a
   per-``recv`` timeout that one byte a second keeps resetting.
+* A request body (the API's POSTs) is read by the loop too, bounded (``MAX_BODY``; larger
+  is refused with 413 before it is read) and under its own absolute deadline from the end of
+  the head (``BODY_DEADLINE``); chunked bodies are refused (411): every client we serve
+  knows the length up front.
 * Complete requests go to a fixed pool of worker threads (``WORKERS``). A worker builds the
   answer and sends what the socket takes at once; the loop sends the rest as the client reads
   it, under an absolute deadline (``RESPONSE_DEADLINE``), so a client that stops reading a large
   ``/metrics`` holds no worker.
 * Open connections are capped well below the descriptor limit (``connection_limit``). When the cap
-  is reached the *oldest connection still sending its head* is closed to make room: a real scraper
-  sends its request within milliseconds of connecting, so the connections that have had their
-  chance longest are the slow ones. Refusing new connections instead would let a flood of slow
-  clients lock Prometheus out.
+  is reached the *oldest connection still sending its head* (else the oldest still sending its
+  body) is closed to make room: a real scraper sends its request within milliseconds of
+  connecting, so the connections that have had their chance longest are the slow ones.
+  Refusing new connections instead would let a flood of slow clients lock Prometheus out.
 * When ``accept`` fails for want of descriptors the loop backs off instead of spinning, and at start
   the soft descriptor limit is raised toward the hard one where the platform allows.
 * Dropped clients are logged at debug level, with a one-line summary at most once a minute
@@ -28,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import logging
 import os
 import queue
@@ -43,7 +49,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monai_slo.config.web_config import BasicAuth, WebConfig
+from monai_slo.config.web_config import BasicAuth, WebConfig, basic_user
+from monai_slo.daemon.api import API_PREFIX, ApiAnswer, ApiRequest
 from monai_slo.daemon.listen_error import ListenError
 from monai_slo.outputs.exposition import choose_encoder
 
@@ -55,6 +62,8 @@ REQUEST_DEADLINE = 5.0  # seconds from accept to a complete request head, TLS ha
 RESPONSE_DEADLINE = 10.0  # seconds for the client to take in an answer the socket could not
 WORKERS = 8  # threads that answer complete requests; bcrypt may hold at most half of them
 MAX_HEAD = 16 * 1024  # bytes of request line and headers; Prometheus sends a few hundred
+MAX_BODY = 64 * 1024  # bytes of request body; a maintenance window is a few hundred
+BODY_DEADLINE = 10.0  # seconds from a complete head to a complete body
 MAX_CONNECTIONS = 512  # a metrics endpoint needs a handful; more is only ever an attack
 MIN_CONNECTIONS = 16
 TARGET_OPEN_FILES = 65536  # the soft limit raised at start, at most to the hard limit
@@ -67,6 +76,22 @@ _TOO_LARGE = (
     b"HTTP/1.0 431 Request Header Fields Too Large\r\n"
     b"Content-Length: 10\r\nConnection: close\r\n\r\ntoo large\n"
 )
+
+
+def _json_error(status: str, message: str) -> bytes:
+    """A complete answer the loop sends itself (no worker): ``{"error": message}``."""
+    body = json.dumps({"error": message}).encode() + b"\n"
+    return (
+        f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+_BODY_TOO_LARGE = _json_error("413 Content Too Large", f"request body larger than {MAX_BODY} bytes")
+_LENGTH_REQUIRED = _json_error(
+    "411 Length Required", "send the body with a Content-Length (chunked bodies are refused)"
+)
+_BAD_LENGTH = _json_error("400 Bad Request", "Content-Length is not one non-negative number")
 
 
 def raise_open_file_limit() -> tuple[int, int] | None:
@@ -106,6 +131,7 @@ class _Conn:
     deadline: float
     head: bytearray = field(default_factory=bytearray)
     handshaking: bool = False
+    need: int = 0  # head and body bytes to wait for, once the head is in (0: head not yet)
     out: memoryview = field(
         default_factory=lambda: memoryview(b"")
     )  # the rest of the answer, while the loop writes it
@@ -130,11 +156,28 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version  # not the Python version: nothing for a scanner to match
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    def do_PUT(self) -> None:
+        self._route("PUT")
+
+    def do_PATCH(self) -> None:
+        self._route("PATCH")
+
+    def _route(self, method: str) -> None:
+        path, _, query = self.path.partition("?")
+        user = None
         # Liveness and readiness reveal nothing and must answer kubelet and systemd probes,
         # which carry no credentials; everything else needs them when basic auth is on.
         if path not in _OPEN_PATHS and self.server.auth.enabled:
-            verdict = self.server.auth.check(self.headers.get("Authorization"))
+            header = self.headers.get("Authorization")
+            verdict = self.server.auth.check(header)
             if verdict == "busy":
                 self._send(503, b"authentication busy\n", "text/plain", {"Retry-After": "1"})
                 return
@@ -146,6 +189,30 @@ class _Handler(BaseHTTPRequestHandler):
                     {"WWW-Authenticate": 'Basic realm="monai-slo"'},
                 )
                 return
+            user = basic_user(header)
+        if path.startswith(API_PREFIX) and self.server.api is not None:
+            client = _host(self.client_address)
+            self._answer_api(ApiRequest(method, path, query, self._body(), user, client))
+        elif method != "GET":
+            self._send(405, b"method not allowed\n", "text/plain", {"Allow": "GET"})
+        else:
+            self._get(path)
+
+    def _body(self) -> bytes:
+        # The loop has read exactly Content-Length bytes after the head (at most MAX_BODY).
+        return self.rfile.read()
+
+    def _answer_api(self, request: ApiRequest) -> None:
+        assert self.server.api is not None
+        try:
+            answer = self.server.api(request)
+        except Exception:
+            log.exception("API request %s %s failed", request.method, request.path[:100])
+            answer = ApiAnswer(500, {"error": "internal error; see the daemon's log"})
+        headers = {"Cache-Control": "no-store", **answer.headers}
+        self._send(answer.status, answer.body(), "application/json", headers)
+
+    def _get(self, path: str) -> None:
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             try:
@@ -218,6 +285,7 @@ class _App:
     page: Callable[[], bytes] | None
     auth: BasicAuth
     extra_headers: dict[str, str]
+    api: Callable[[ApiRequest], ApiAnswer] | None = None
 
 
 class _Drops:
@@ -255,6 +323,37 @@ def _host(address: Any) -> str:
     return str(address[0]) if isinstance(address, tuple) and address else str(address)
 
 
+def _head_end(head: bytearray, start: int) -> int | None:
+    """Where the request head ends (after its blank line), searching from ``start``."""
+    ends = [
+        found + len(marker)
+        for marker in (b"\n\r\n", b"\n\n")
+        if (found := head.find(marker, start)) >= 0
+    ]
+    return min(ends) if ends else None
+
+
+def _content_length(head: bytes) -> int | bytes:
+    """The body length a head announces (0: none), or the answer refusing it."""
+    lengths: set[str] = set()
+    for line in head.split(b"\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        if name == b"transfer-encoding":
+            return _LENGTH_REQUIRED
+        if name == b"content-length":
+            lengths.add(value.strip().decode("latin-1"))
+    if not lengths:
+        return 0
+    if len(lengths) > 1 or not (text := lengths.pop()).isdigit() or len(text) > 12:
+        return _BAD_LENGTH
+    if int(text) > MAX_BODY:
+        return _BODY_TOO_LARGE
+    return int(text)
+
+
 class MetricsServer:
     def __init__(
         self,
@@ -265,6 +364,7 @@ class MetricsServer:
         ready: Callable[[], bool],
         page: Callable[[], bytes] | None = None,
         web: WebConfig | None = None,
+        api: Callable[[ApiRequest], ApiAnswer] | None = None,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
@@ -283,12 +383,13 @@ class MetricsServer:
             self._tls = web.ssl_context()
             auth = BasicAuth(dict(web.basic_auth_users))
             headers = dict(web.http_server_config.headers)
-        self._app = _App(registry, ready, page, auth, headers)
+        self._app = _App(registry, ready, page, auth, headers, api)
         self.max_connections = MAX_CONNECTIONS
         self._open = 0  # connections accepted and not yet closed, in every stage
         self._open_lock = threading.Lock()
         # Insertion order is deadline order: the oldest first.
         self._reading: dict[_Conn, None] = {}  # TLS handshake or request head under way
+        self._bodies: dict[_Conn, None] = {}  # head in, body under way
         self._writing: dict[_Conn, None] = {}  # answers the client has not taken in yet
         self._replies: queue.SimpleQueue[_Conn] = queue.SimpleQueue()  # workers to the loop
         self._work: queue.Queue[_Conn | None] = queue.Queue(maxsize=self.max_connections)
@@ -339,7 +440,7 @@ class MetricsServer:
                 self._work.put(None)
             for worker in self._workers:
                 worker.join(1)
-        for conn in [*self._reading, *self._writing]:
+        for conn in [*self._reading, *self._bodies, *self._writing]:
             self._forget(conn)
             self._close(conn)
         while not self._replies.empty():
@@ -361,13 +462,13 @@ class MetricsServer:
             # At the limit a new client can still come in by evicting a slow one; if every
             # slot is being answered the kernel's backlog holds newcomers until one is free.
             can_accept = now >= resume_at and (
-                self._open < self.max_connections or bool(self._reading)
+                self._open < self.max_connections or self._evictable() is not None
             )
             if can_accept != listening:
                 self._listen(can_accept)
                 listening = can_accept
             timeout = 1.0
-            for waiting in (self._reading, self._writing):
+            for waiting in (self._reading, self._bodies, self._writing):
                 if waiting:
                     timeout = min(timeout, next(iter(waiting)).deadline - now)
             if now < resume_at:
@@ -407,7 +508,8 @@ class MetricsServer:
     def _accept(self, resume_at: float) -> float:
         for _ in range(_ACCEPT_BATCH):
             full = self._open >= self.max_connections
-            if full and not self._reading:
+            victim = self._evictable() if full else None
+            if full and victim is None:
                 return resume_at  # every slot is being answered: leave the rest queued
             try:
                 sock, address = self._listener.accept()
@@ -420,8 +522,8 @@ class MetricsServer:
                     return time.monotonic() + _ACCEPT_BACKOFF
                 self._drops.add("accept failed", "?", exc)
                 return resume_at
-            if full:
-                self._drop(next(iter(self._reading)), "evicted (connection limit)")
+            if victim is not None:
+                self._drop(victim, "evicted (connection limit)")
             with self._open_lock:
                 self._open += 1
             conn = _Conn(sock, address, time.monotonic() + REQUEST_DEADLINE)
@@ -441,8 +543,16 @@ class MetricsServer:
             self._progress(conn)
         return resume_at
 
+    def _evictable(self) -> _Conn | None:
+        """The connection to close for a newcomer at the limit: the oldest still sending its
+        head, else the oldest still sending its body; None when every slot is being answered."""
+        for waiting in (self._reading, self._bodies):
+            if waiting:
+                return next(iter(waiting))
+        return None
+
     def _progress(self, conn: _Conn) -> None:
-        if conn not in self._reading:
+        if conn not in self._reading and conn not in self._bodies:
             return  # closed earlier in this turn; its descriptor may already be reused
         if conn.handshaking and not self._handshake(conn):
             return
@@ -469,15 +579,38 @@ class MetricsServer:
         if not data:
             self._drop(conn, "closed before its request", summarise=False)
             return False
+        if conn.need:  # the head is in: this is body
+            conn.head += data
+            if len(conn.head) < conn.need:
+                return True
+            del conn.head[conn.need :]
+            self._dispatch(conn)
+            return False
         start = max(0, len(conn.head) - 2)
         conn.head += data
-        if b"\n\r\n" in conn.head[start:] or b"\n\n" in conn.head[start:]:
-            self._dispatch(conn)
+        end = _head_end(conn.head, start)
+        if end is not None:
+            self._head_done(conn, end)
             return False
         if len(conn.head) > MAX_HEAD:
             self._reply_and_drop(conn, _TOO_LARGE, "request head too large")
             return False
         return True
+
+    def _head_done(self, conn: _Conn, end: int) -> None:
+        """The head is in: answer at once, or wait for the body under its own deadline."""
+        length = _content_length(bytes(conn.head[:end]))
+        if isinstance(length, bytes):
+            self._reply_and_drop(conn, length, "request body refused")
+            return
+        if len(conn.head) >= end + length:
+            del conn.head[end + length :]  # anything after the body is not ours to read
+            self._dispatch(conn)
+            return
+        conn.need = end + length
+        del self._reading[conn]
+        conn.deadline = time.monotonic() + BODY_DEADLINE
+        self._bodies[conn] = None  # the same deadline for all: insertion order is deadline order
 
     def _handshake(self, conn: _Conn) -> bool:
         """Advances the TLS handshake; True once it is done."""
@@ -499,7 +632,8 @@ class MetricsServer:
         return True
 
     def _dispatch(self, conn: _Conn) -> None:
-        del self._reading[conn]
+        self._reading.pop(conn, None)
+        self._bodies.pop(conn, None)
         self._selector.unregister(conn.sock)
         try:
             self._work.put_nowait(conn)
@@ -512,6 +646,11 @@ class MetricsServer:
             if oldest.deadline > now:
                 break
             self._drop(oldest, "request not complete within the deadline")
+        while self._bodies:
+            oldest = next(iter(self._bodies))
+            if oldest.deadline > now:
+                break
+            self._drop(oldest, "request body not complete within the deadline")
         while self._writing:
             oldest = next(iter(self._writing))
             if oldest.deadline > now:
@@ -559,7 +698,11 @@ class MetricsServer:
 
     def _forget(self, conn: _Conn) -> None:
         """The loop stops watching a connection (loop thread only)."""
-        if self._reading.pop(conn, False) is None or self._writing.pop(conn, False) is None:
+        if (
+            self._reading.pop(conn, False) is None
+            or self._bodies.pop(conn, False) is None
+            or self._writing.pop(conn, False) is None
+        ):
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(conn.sock)
 

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from monai_slo import __version__
 from monai_slo.checks.base import CheckResult
 from monai_slo.config.model import CheckRef, Config
-from monai_slo.history.evaluation import evaluate
+from monai_slo.history.evaluation import ServiceReport, evaluate
 from monai_slo.history.store import HistoryStore
 from monai_slo.history.timeline import TimelineCache
 from monai_slo.outputs import metric_names as m
@@ -135,6 +135,16 @@ class SloCollector(Collector):
         # turns.
         self._timelines = TimelineCache()
         self._timelines_lock = threading.Lock()
+
+    def reports(
+        self, now: float, *, checks: bool = True, config: Config | None = None
+    ) -> list[ServiceReport]:
+        """Every service evaluated at ``now`` with the timelines kept between scrapes (what
+        the daemon's status API answers with ``checks``)."""
+        config = self.view.config if config is None else config
+        with self._timelines_lock:
+            self._timelines.forget({service.key for service in config.services()})
+            return evaluate(config, self.view.store, now, cache=self._timelines, checks=checks)
 
     def collect(self) -> Iterator[Metric]:
         view = self.view
@@ -304,10 +314,7 @@ class SloCollector(Collector):
             "Share of the SLO window's budget of slow runs left (negative when overspent)",
             labels=CHECK_LABELS,
         )
-        with self._timelines_lock:
-            self._timelines.forget({service.key for service in config.services()})
-            reports = evaluate(config, self.view.store, now, cache=self._timelines, checks=False)
-        for report in reports:
+        for report in self.reports(now, checks=False, config=config):
             service = report.service
             labels = [service.environment, service.tier, service.name]
             if report.state is not State.NO_DATA:
