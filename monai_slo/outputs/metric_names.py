@@ -105,6 +105,12 @@ RECORDED_FLEET_SAMPLES = "monai_slo:sli_samples:fleet"  # + window: counted inst
 RECORDED_FLEET_AVAILABILITY_RATIO = "monai_slo:availability_ratio:fleet"  # + window
 RECORDED_FLEET_BURN_RATE = "monai_slo:burn_rate:fleet"  # + window
 RECORDED_FLEET_ERROR_BUDGET_REMAINING_RATIO = "monai_slo:error_budget_remaining_ratio:fleet"
+# The latency SLI of a check folded over the probers per window with the same quorum: the
+# burn rate (budget left) that at least the quorum of the reporting probers reach.
+RECORDED_FLEET_LATENCY_BURN_RATE = "monai_slo:latency_burn_rate:fleet"  # + window
+RECORDED_FLEET_LATENCY_ERROR_BUDGET_REMAINING_RATIO = (
+    "monai_slo:latency_error_budget_remaining_ratio:fleet"
+)
 
 COUNTERS = (
     CHECK_RUNS,

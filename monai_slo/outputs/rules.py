@@ -14,8 +14,14 @@ SLI (:func:`fleet_rules`): the probers are folded at each evaluation instant (do
 recorded, and every window is summed from it by chained recording rules: the 5m window
 reads the instant series, each longer window adds non-overlapping shorter recorded windows
 at offsets, so a 30-day window costs 30 lookups per service. A prober that stops reporting
-leaves the fold; maintenance instants are left out. Every metric and recorded series name
-comes from :mod:`monai_slo.outputs.metric_names`.
+leaves the fold; maintenance instants are left out.
+
+The latency SLI of a check is folded with the same quorum, per window
+(:func:`latency_fleet_rules`): its fleet burn rate is the one that the quorum of the reporting
+probers reach (the k-th highest; ``all``: the lowest), so one prober slow on its own link does
+not page. Each prober times its own canaries, so there is no shared run to fold at an
+instant; the alert's short window (5m for a page) makes the quorum's slowness simultaneous.
+Every metric and recorded series name comes from :mod:`monai_slo.outputs.metric_names`.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ BUDGET = m.RECORDED_ERROR_BUDGET_REMAINING_RATIO
 MAINTENANCE = m.RECORDED_MAINTENANCE_ACTIVE
 LATENCY_BURN_RATE = m.RECORDED_LATENCY_BURN_RATE
 LATENCY_BUDGET = m.RECORDED_LATENCY_ERROR_BUDGET_REMAINING_RATIO
+FLEET_LATENCY_BURN_RATE = m.RECORDED_FLEET_LATENCY_BURN_RATE
+FLEET_LATENCY_BUDGET = m.RECORDED_FLEET_LATENCY_ERROR_BUDGET_REMAINING_RATIO
 FLEET_REPORTING = m.RECORDED_FLEET_SERVICE_REPORTING
 FLEET_DOWN_PROBERS = m.RECORDED_FLEET_SERVICE_DOWN_PROBERS
 FLEET_DOWN = m.RECORDED_FLEET_SERVICE_DOWN
@@ -83,7 +91,7 @@ BUDGET_LEFT = (
 )
 WHERE = "{{ $labels.service }} in {{ $labels.environment }}"
 LATENCY_BUDGET_LEFT = (
-    '{{ with printf "' + LATENCY_BUDGET + "{environment='%s',service='%s',check='%s'}\" "
+    '{{ with printf "' + FLEET_LATENCY_BUDGET + "{environment='%s',service='%s',check='%s'}\" "
     "$labels.environment $labels.service $labels.check | query }}"
     "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}"
 )
@@ -317,12 +325,45 @@ def burn_rate_alerts(
     return alerts
 
 
+def _quorum_fold(metric: str, env: str, quorum: int | str, *, worst: str, best: str) -> str:
+    """``metric`` per check and window as the quorum of its reporting probers sees it: the
+    ``best`` value (min/max) of the ``worst`` (topk/bottomk) k of them ('all': of every one;
+    with fewer than k reporting, of those)."""
+    selector = _selector(metric, environment=env)
+    if quorum == "all":
+        return f"{best} without ({PROBER_LABELS}) ({selector})"
+    return (
+        f"{best} without ({PROBER_LABELS}) (\n"
+        f"  {worst} without ({PROBER_LABELS}) ({quorum}, {selector})\n)"
+    )
+
+
+def latency_fleet_rules(environment: Environment, options: AlertingOptions) -> list[dict[str, Any]]:
+    """The fleet latency burn rate and budget left of every check with a latency objective."""
+    env = environment.name
+    quorum = options.quorum
+    return [
+        {
+            "record": FLEET_LATENCY_BURN_RATE,
+            "expr": _quorum_fold(m.LATENCY_BURN_RATE, env, quorum, worst="topk", best="min"),
+            "labels": {"environment": env},
+        },
+        {
+            "record": FLEET_LATENCY_BUDGET,
+            "expr": _quorum_fold(
+                m.LATENCY_ERROR_BUDGET_REMAINING_RATIO, env, quorum, worst="bottomk", best="max"
+            ),
+            "labels": {"environment": env},
+        },
+    ]
+
+
 def latency_burn_alerts(
     environment: Environment, windows: BurnWindows, options: AlertingOptions
 ) -> list[dict[str, Any]]:
     """Per row that fits the SLO window, one alert over every check of the environment with a
-    latency objective: both windows burn its budget of slow runs faster than the row's
-    factor. None for best effort, as for availability."""
+    latency objective: both windows of its fleet burn rate spend its budget of slow runs
+    faster than the row's factor. None for best effort, as for availability."""
     if TIERS[environment.tier].best_effort:
         return []
     env = environment.name
@@ -331,7 +372,7 @@ def latency_burn_alerts(
     for scaled in windows.for_window(environment.window):
         row = scaled.row
         long, short, factor = format_duration(row.long), format_duration(row.short), scaled.factor
-        expr = _burning(LATENCY_BURN_RATE, env, long, short, factor)
+        expr = _burning(FLEET_LATENCY_BURN_RATE, env, long, short, factor)
         alerts.append(
             _alert(
                 "MonaiSloLatencyBudgetBurn",
@@ -435,6 +476,7 @@ def environment_group(
     rules += fleet_rules(environment, windows, options)
     rules += burn_rate_alerts(environment, windows, options)
     if _has_latency(environment):
+        rules += latency_fleet_rules(environment, options)
         rules += latency_burn_alerts(environment, windows, options)
     rules += [check_down_alert(ref, options) for s in environment.services for ref in s.checks]
     rules.append(

@@ -77,7 +77,7 @@ def test_windows_chain_from_shorter_recorded_ones() -> None:
 
 def test_burn_alerts_read_the_fleet_and_per_prober_views_stay() -> None:
     """MonaiSloErrorBudgetBurn reads the fleet burn rate; the per-prober folds the dashboards
-    use are still recorded; the latency alert keeps its per-prober fold."""
+    use are still recorded; the latency alert reads the fleet latency burn rate."""
     document = generate_rules(load_config(TEST_CONFIG))
     rules = next(g["rules"] for g in document["groups"] if g["name"] == "monai-slo:prod")
     burn = [r for r in rules if r.get("alert") == "MonaiSloErrorBudgetBurn"]
@@ -86,7 +86,33 @@ def test_burn_alerts_read_the_fleet_and_per_prober_views_stay() -> None:
     recorded = {r.get("record") for r in rules}
     assert {m.RECORDED_SERVICE_UP, m.RECORDED_BURN_RATE, m.RECORDED_AVAILABILITY_RATIO} <= recorded
     latency = [r for r in rules if r.get("alert") == "MonaiSloLatencyBudgetBurn"]
-    assert latency and all(m.RECORDED_LATENCY_BURN_RATE in r["expr"] for r in latency)
+    assert latency and all(m.RECORDED_FLEET_LATENCY_BURN_RATE in r["expr"] for r in latency)
+    assert all(m.RECORDED_LATENCY_BURN_RATE not in r["expr"] for r in latency)
+    assert m.RECORDED_LATENCY_BURN_RATE in recorded  # the per-prober view stays
+
+
+def test_the_latency_fleet_fold_follows_the_quorum() -> None:
+    """'all': the lowest burn rate of the reporting probers; k: the lowest of the k highest
+    (the one at least k reach), and the budget left the highest of the k lowest."""
+    config = load_config(TEST_CONFIG)
+    every = records(generate_rules(config), "monai-slo:prod", m.RECORDED_FLEET_LATENCY_BURN_RATE)
+    assert every[0]["expr"] == (
+        f'min without (instance, prober) ({m.LATENCY_BURN_RATE}{{environment="prod"}})'
+    )
+    two = generate_rules(config, AlertingOptions(quorum=2))
+    (burn,) = records(two, "monai-slo:prod", m.RECORDED_FLEET_LATENCY_BURN_RATE)
+    assert burn["expr"].startswith("min without (instance, prober) (")
+    assert (
+        f'topk without (instance, prober) (2, {m.LATENCY_BURN_RATE}{{environment="prod"}})'
+        in (burn["expr"])
+    )
+    (budget,) = records(
+        two, "monai-slo:prod", m.RECORDED_FLEET_LATENCY_ERROR_BUDGET_REMAINING_RATIO
+    )
+    assert budget["expr"].startswith("max without (instance, prober) (")
+    assert "bottomk without (instance, prober) (2, " in budget["expr"]
+    # Only environments with a latency objective record it.
+    assert records(two, "monai-slo:stage", m.RECORDED_FLEET_LATENCY_BURN_RATE) == []
 
 
 def test_best_effort_services_get_availability_but_no_burn_rate() -> None:

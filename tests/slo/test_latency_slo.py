@@ -168,7 +168,7 @@ def test_alerts_page_and_ticket_per_burn_row_only_where_a_check_has_an_objective
         ("ticket", "1d", "2h"),
         ("ticket", "3d", "6h"),
     ]
-    assert all(m.RECORDED_LATENCY_BURN_RATE in str(r["expr"]) for r in prod)
+    assert all(m.RECORDED_FLEET_LATENCY_BURN_RATE in str(r["expr"]) for r in prod)
     assert "> 14.4" in str(prod[0]["expr"]) and "maintenance_active" in str(prod[0]["expr"])
     records = {r.get("record") for r in groups["monai-slo:prod"]}
     assert m.RECORDED_LATENCY_BURN_RATE in records
