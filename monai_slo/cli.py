@@ -148,6 +148,18 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (begin, end):
         sub.add_argument("--service", help="the service (default: every service of --environment)")
         sub.add_argument("--environment", help="the environment (needed if the name is ambiguous)")
+        sub.add_argument(
+            "--prober",
+            action="append",
+            metavar="URL",
+            help="send it to this prober's API instead of this host's history (repeatable)",
+        )
+        sub.add_argument("--prober-user", help="basic-auth user for --prober")
+        sub.add_argument(
+            "--prober-password-file",
+            help="file whose first line is the password (default: $MONAI_SLO_PROBER_PASSWORD)",
+        )
+        sub.add_argument("--prober-ca", help="CA file the probers' TLS certificates chain to")
     begin.add_argument("--for", dest="duration", required=True, type=_duration, help="e.g. 2h")
     begin.add_argument("--reason", default="", help="shown in list, status and alerts")
     begin.add_argument("--start", help="ISO 8601 start (default: now)")
@@ -291,17 +303,13 @@ def _duration(text: str) -> float:
 
 def _maintenance(args: argparse.Namespace) -> int:
     from monai_slo.commands import maintenance as maintenance_cli
-    from monai_slo.config.maintenance import parse_start
 
+    if args.action != "list" and args.prober:
+        return _maintenance_on_probers(args)
     config = _load(args)
     if args.action == "start":
-        try:
-            start_at = parse_start(args.start, time.time()) if args.start else None
-        except ValueError as exc:
-            print(
-                f"--start: expected an ISO 8601 time such as 2026-12-01T22:00+01:00 ({exc})",
-                file=sys.stderr,
-            )
+        start_at = _start_at(args)
+        if isinstance(start_at, str):
             return ExitCode.USAGE
         return maintenance_cli.start(
             config,
@@ -316,6 +324,51 @@ def _maintenance(args: argparse.Namespace) -> int:
             config, environment=args.environment, service=args.service, window_id=args.id
         )
     return maintenance_cli.list_windows(config, past=args.past, output=args.output)
+
+
+def _start_at(args: argparse.Namespace) -> float | str | None:
+    """``--start`` as a timestamp (None: now); "invalid" once the error is printed."""
+    from monai_slo.config.maintenance import parse_start
+
+    try:
+        return parse_start(args.start, time.time()) if args.start else None
+    except ValueError as exc:
+        print(
+            f"--start: expected an ISO 8601 time such as 2026-12-01T22:00+01:00 ({exc})",
+            file=sys.stderr,
+        )
+        return "invalid"
+
+
+def _maintenance_on_probers(args: argparse.Namespace) -> int:
+    """``maintenance start|stop --prober URL ...``: the probers' own configs name the
+    services, so this host needs no config."""
+    from monai_slo.commands import probers
+
+    found = probers.endpoints(
+        args.prober, args.prober_user, args.prober_password_file, args.prober_ca
+    )
+    if isinstance(found, str):
+        print(found, file=sys.stderr)
+        return ExitCode.USAGE
+    if args.action == "start":
+        start_at = _start_at(args)
+        if isinstance(start_at, str):
+            return ExitCode.USAGE
+        return probers.start(
+            found,
+            environment=args.environment,
+            service=args.service,
+            duration=args.duration,
+            reason=args.reason,
+            start_at=start_at,
+        )
+    if args.id is None and args.environment is None and args.service is None:
+        print("name a service (--service), an environment (--environment) or --id", file=sys.stderr)
+        return ExitCode.USAGE
+    return probers.stop(
+        found, environment=args.environment, service=args.service, window_id=args.id
+    )
 
 
 def _incident(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@
         daemon.cli("maintenance", "list", "-o", "json")   # the CLI on the same config
 
 ``checks`` are check mappings of one service ``radiology/pacs`` (staging); ``extra`` adds
-top-level config keys. The daemon flushes its history every second.
+top-level config keys; ``tls`` (a trustme CA) serves HTTPS with a leaf for 127.0.0.1 (then
+``ca_file`` is the CA's PEM). The daemon flushes its history every second.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import trustme
 import yaml
 
 from tests.fixtures_dicom import free_port
@@ -56,10 +59,21 @@ class DaemonProcess:
         web: str | None = None,
         extra: dict[str, Any] | None = None,
         auth: str | None = None,
+        tls: trustme.CA | None = None,
     ) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.auth = auth
+        self._context: ssl.SSLContext | None = None
+        self.ca_file: Path | None = None
+        if tls is not None:
+            leaf = tls.issue_cert("127.0.0.1")
+            leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "tls.pem"))
+            self.ca_file = tmp_path / "ca.pem"
+            tls.cert_pem.write_to_path(str(self.ca_file))
+            self._context = ssl.create_default_context(cafile=str(self.ca_file))
+            pem = tmp_path / "tls.pem"
+            web = (web or "") + f"tls_server_config:\n  cert_file: {pem}\n  key_file: {pem}\n"
         self.config = tmp_path / "config.yaml"
         document: dict[str, Any] = {
             "listen": f"127.0.0.1:{self.port}",
@@ -91,7 +105,7 @@ class DaemonProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._context else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def log(self) -> str:
@@ -106,7 +120,13 @@ class DaemonProcess:
         auth: str | None = None,
         timeout: float = 10.0,
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = (
+            http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=timeout, context=self._context
+            )
+            if self._context is not None
+            else http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        )
         try:
             headers = {"Authorization": auth or self.auth} if (auth or self.auth) else {}
             if body is not None:
