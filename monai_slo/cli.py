@@ -15,6 +15,7 @@ from monai_slo.commands.exit_codes import ExitCode
 from monai_slo.commands.output import FORMATS
 from monai_slo.daemon.listen_error import ListenError
 from monai_slo.safe_text import CleanFormatter, JsonFormatter
+from monai_slo.tiers import TierName
 
 # Each verb imports what it uses when it runs: the config model (pydantic, the kinds a config
 # names), YAML and the history store are not needed to parse arguments or to print `tiers`.
@@ -121,11 +122,22 @@ def _parser() -> argparse.ArgumentParser:
         output_option(sub)
     rules = verb("rules", "write Prometheus recording and alerting rules for the config", _rules)
     rules.add_argument("-o", "--output", help="directory to write into (default: stdout)")
-    output_option(
-        verb(
-            "conformance", "check this host against its tier's hardware requirements", _conformance
-        )
+    conformance = verb(
+        "conformance",
+        "check this host against its tier's hardware requirements",
+        _conformance,
+        config=False,
     )
+    judged = conformance.add_mutually_exclusive_group()
+    judged.add_argument("-c", "--config", help="config file (default: as for the other verbs)")
+    judged.add_argument(
+        "--tier",
+        action="append",
+        choices=[tier.value for tier in TierName],
+        help="judge against this tier without a config (repeatable; the default when there "
+        "is no config file: every tier)",
+    )
+    output_option(conformance)
     verb("openslo", "write the config's SLOs as OpenSLO v1 documents", _openslo).add_argument(
         "-o", "--output", default="-", help="yaml or - (stdout, default), json, or a directory"
     )
@@ -287,8 +299,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    from monai_slo.commands.conformance import conformance_command
+    from monai_slo.commands.conformance import conformance_command, no_config_file
 
+    if args.tier or no_config_file(args.config):
+        tiers = [TierName(tier) for tier in args.tier or ()]
+        return conformance_command(None, output=args.output, tiers=tiers)
     return conformance_command(_load(args), output=args.output)
 
 

@@ -1,6 +1,7 @@
 """The operating-environment tiers of the MONAI Deploy spec, as data.
 
-Source: spec/monai-deploy-operating-environments.md. Objectives are percentages.
+Source: the MONAI Deploy Operating Environments spec, section Environment Details (one
+subsection per tier). Objectives are percentages.
 """
 
 from __future__ import annotations

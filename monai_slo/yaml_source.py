@@ -244,7 +244,7 @@ def load_yaml(path: Path, text: str | None = None) -> YamlSource:
             # Say what is wrong in the pure-Python parser's words, as always.
             node, loader = _compose(text, _BoundedSafeLoader)
     except yaml.YAMLError as exc:
-        raise SourceError([_yaml_issue(file, exc)]) from exc
+        raise SourceError([_yaml_issue(file, exc, text)]) from exc
     except (RecursionError, MemoryError) as exc:  # bounded above; a last line of defence
         issue = SourceIssue(file, None, "", f"cannot parse: {type(exc).__name__}")
         raise SourceError([issue]) from exc
@@ -261,17 +261,57 @@ def load_yaml(path: Path, text: str | None = None) -> YamlSource:
         try:
             data = loader.construct_document(node)
         except yaml.YAMLError as exc:
-            raise SourceError([_yaml_issue(file, exc)]) from exc
+            raise SourceError([_yaml_issue(file, exc, text)]) from exc
     finally:
         loader.dispose()
     return YamlSource(file, data, lines)
 
 
-def _yaml_issue(file: str, exc: yaml.YAMLError) -> SourceIssue:
+def _yaml_issue(file: str, exc: yaml.YAMLError, text: str) -> SourceIssue:
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark is not None else None
     problem = getattr(exc, "problem", None) or str(exc)
-    return SourceIssue(file, line, "", f"invalid YAML: {problem}")
+    opened = _left_open(exc, text, mark)
+    if opened is None or mark is None:
+        return SourceIssue(file, line, "", f"invalid YAML: {problem}")
+    lines = text.splitlines()
+    source_line = lines[opened.line] if opened.line < len(lines) else ""
+    opener = source_line[opened.column : opened.column + 1] or "?"
+    return SourceIssue(
+        file,
+        opened.line + 1,
+        "",
+        f"invalid YAML: {opener!r} opened here (column {opened.column + 1}) is not closed: "
+        f"{problem} at line {mark.line + 1}, column {mark.column + 1}",
+    )
+
+
+def _left_open(exc: yaml.YAMLError, text: str, problem: Any) -> Any:
+    """Where the quote or bracket that the error happened inside was opened, or None.
+
+    The parser notices a construct left open only where it gives up (often the end of the
+    file); the place to look is where it began. A quote is the scanner's context; a bracket
+    is the innermost one still open at the problem (the file is scanned again for it, within
+    the size the pure-Python parser is trusted with)."""
+    if not isinstance(exc, yaml.parser.ParserError | yaml.scanner.ScannerError):
+        return None  # a bound or a composer error: not about brackets
+    context = str(getattr(exc, "context", None) or "")
+    if context.endswith("quoted scalar"):
+        return getattr(exc, "context_mark", None)
+    if problem is None or len(text) > MAX_FALLBACK_BYTES:
+        return None
+    stack: list[Any] = []
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if (token.start_mark.line, token.start_mark.column) >= (problem.line, problem.column):
+                break
+            if isinstance(token, yaml.FlowMappingStartToken | yaml.FlowSequenceStartToken):
+                stack.append(token.start_mark)
+            elif isinstance(token, yaml.FlowMappingEndToken | yaml.FlowSequenceEndToken) and stack:
+                stack.pop()
+    except yaml.YAMLError:
+        pass  # the scanner's own error lies at or past the problem: the stack is complete
+    return stack[-1] if stack else None
 
 
 def _walk(

@@ -1,7 +1,7 @@
 """The ``host`` kind: does this host meet the hardware requirements the spec sets for its tier?
 
-Requirements come from spec/monai-deploy-operating-environments.md and each carries the
-sentence it comes from (``monai-slo conformance`` prints them):
+Requirements come from the MONAI Deploy Operating Environments spec (section Environment
+Details) and each carries the sentence it comes from (``monai-slo conformance`` prints them):
 
 * memory >= 8 GB and >= 8 logical cores, every tier (the Desktop/Laptop and Workstation
   minimums; the server tiers are "larger" than the Workstation);

@@ -432,9 +432,16 @@ class HistoryStore:
 
     @staticmethod
     def _connect_read_only(path: Path, wait: float) -> sqlite3.Connection:
+        # A read-only open of a WAL file creates -wal and -shm beside it and leaves them there
+        # (owned by whoever ran `status`). With no -wal, no connection has the file open, so
+        # all of it is in the main file, and a writer that opens it now changes only the WAL
+        # until a checkpoint (after ~1,000 pages): read it immutable, creating nothing. With
+        # a -wal (a daemon writing, or one that crashed), read through the WAL as usual.
+        wal = path.with_name(path.name + "-wal")
+        options = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
         try:
             db = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro",
+                f"{path.resolve().as_uri()}?{options}",
                 uri=True,
                 check_same_thread=False,
                 isolation_level=None,

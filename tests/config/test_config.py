@@ -200,3 +200,24 @@ def _nested(levels: int) -> list[object]:
     for _ in range(levels - 1):
         value = [value]
     return value
+
+
+def test_a_bracket_left_open_is_reported_where_it_was_opened(tmp_path: Path) -> None:
+    """A '{' never closed on line 2 of a long file points at line 2 and its column, not at
+    the end of the file where the parser gives up; an unclosed quote likewise."""
+    services = "".join(
+        f"      - name: s{i}\n        checks:\n          - name: c\n" for i in range(10)
+    )
+    path = tmp_path / "open.yaml"
+    path.write_text(
+        "listen: 127.0.0.1:9790\ndefaults: {interval: 30s,\n"
+        "  timeout: 5s,\nenvironments:\n  - name: prod\n    services:\n" + services
+    )
+    with pytest.raises(SourceError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}:2: invalid YAML: '{{' opened here (column 11)"), message
+    path.write_text('listen: "127.0.0.1:9790\nstorage: x.sqlite\nenvironments: []\n')
+    with pytest.raises(SourceError) as raised:
+        load_config(path)
+    assert str(raised.value).startswith(f"{path}:1: invalid YAML: '\"' opened here (column 9)")

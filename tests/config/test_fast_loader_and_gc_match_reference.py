@@ -86,11 +86,13 @@ def test_c_loader_reads_configs_as_the_python_loader(path: Path) -> None:
 
 
 def test_yaml_errors_keep_the_python_parsers_words(tmp_path: Path) -> None:
-    """A broken file is described exactly as before the C loader (line and problem)."""
+    """A broken file is described exactly as before the C loader (line and problem), at the
+    bracket left open rather than at the end of the file."""
     path = tmp_path / "broken.yaml"
     path.write_text("environments:\n  - name: prod\n    tier: [production\n")
     with pytest.raises(yaml_source.SourceError) as raised:
         yaml_source.load_yaml(path)
     assert str(raised.value).endswith(
-        ":4: invalid YAML: expected ',' or ']', but got '<stream end>'"
+        ":3: invalid YAML: '[' opened here (column 11) is not closed: "
+        "expected ',' or ']', but got '<stream end>' at line 4, column 1"
     )
