@@ -2,8 +2,10 @@
 panel's PromQL answered by a real Prometheus scraping a real daemon.
 
 The end-to-end part runs the daemon in this process against a pynetdicom Verification SCP,
-a local HTTP server (one path healthy, one answering 503 so failure series exist) and two
-fake GPUs behind the NVML boundary, has a real Prometheus scrape it every second, and then
+a local HTTP server (one path healthy, one answering 503 so failure series exist), an Orthanc
+that study_flow canaries go to (one flow arriving, one waiting for an AI result that never
+comes) and two fake GPUs behind the NVML boundary, has a real Prometheus scrape it every
+second, and then
 runs each panel target with the template variables substituted as Grafana would, asserting
 a successful, non-empty answer. Every wait is a poll with a deadline.
 """
@@ -28,12 +30,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from monai_slo.checks.gpu.verdict import ACTIONS, VERDICTS
 from monai_slo.config.model import load_config
 from monai_slo.daemon.daemon import Daemon
 from monai_slo.outputs import dashboards
 from monai_slo.outputs import metric_names as m
+from monai_slo.outputs.metrics import FIXED_FAMILIES
 from monai_slo.testing.nvml import FakeNvml, use_nvml
-from tests.fixtures_dicom import PynetdicomPeer, free_port
+from tests.fixtures_dicom import OrthancPeer, PynetdicomPeer, free_port, require_binary
 from tests.fixtures_http import HttpPeer, Route
 from tests.fixtures_prometheus import PrometheusServer, http_json
 
@@ -44,6 +48,7 @@ DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 # What Grafana puts in for its own variables when it sends a query.
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
+METRIC = re.compile(r"\bmonai_slo[a-zA-Z0-9_:]*")
 LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+), (?P<label>\w+)\)$")
 PROBER = "test-site"
 
@@ -258,6 +263,95 @@ def test_provisioning_files() -> None:
     assert provider["folder"] == "MONAI SLO"
 
 
+def sample_names() -> set[str]:
+    """Every series name the daemon exports or the rules record, as PromQL sees it: counters
+    with _total, histograms with _bucket/_sum/_count, every other name as it is."""
+    kinds = dict(FIXED_FAMILIES)
+    names: set[str] = set()
+    for key, value in vars(m).items():
+        if not (key.isupper() and isinstance(value, str) and value.startswith("monai_slo")):
+            continue
+        kind = kinds.get(value, "gauge")
+        if kind == "counter":
+            names.add(m.total(value))
+        elif kind == "histogram":
+            names |= {f"{value}_bucket", f"{value}_sum", f"{value}_count"}
+        else:
+            names.add(value)
+    names.discard(m.PREFIX)
+    return names
+
+
+def all_exprs(board: dict[str, Any]) -> dict[str, str]:
+    """Every panel target and annotation expr, variables set to All as Grafana sends them."""
+    return panel_queries(board, {}, annotations=True)
+
+
+@pytest.mark.parametrize("name", sorted(dashboards.BOARDS))
+def test_panel_queries_use_only_exported_names_and_parse(name: str, tmp_path: Path) -> None:
+    """Each panel's PromQL names only series from monai_slo.outputs.metric_names (in the
+    form the daemon exports them), and parses: promtool checks every one as a rule."""
+    board = load_dashboards()[name]
+    exprs = all_exprs(board)
+    known = sample_names()
+    for title, expr in exprs.items():
+        unknown = set(METRIC.findall(expr)) - known
+        assert not unknown, (title, unknown)
+    rules = [
+        {"record": f"dashboard:query_{index}", "expr": e} for index, e in enumerate(exprs.values())
+    ]
+    path = tmp_path / "queries.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": name, "rules": rules}]}))
+    result = subprocess.run(
+        [require_binary("promtool"), "check", "rules", "--lint=none", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_service_board_has_a_study_flow_row_and_the_gpu_board_verdicts() -> None:
+    """The service dashboard's study-flow row: latency per stage (last and quantiles from
+    the histogram), a heat map of the histogram, canaries in flight and lost ones, every
+    panel on study_flow checks only; the GPU dashboard shows each GPU's verdict and
+    suggested action from their state sets, every state mapped."""
+    service = load_dashboards()["monai-slo-service.json"]
+    rows = [p["title"] for p in service["panels"] if p["type"] == "row"]
+    assert rows[-1] == "Study flow"
+    start = next(i for i, p in enumerate(service["panels"]) if p["title"] == "Study flow")
+    flow = {p["title"]: p for p in service["panels"][start + 1 :]}
+    assert set(flow) == {
+        "Canary latency per stage",
+        "Canary latency p50 / p95 per stage",
+        "End-to-end latency heat map",
+        "Canaries in flight",
+        "Lost canaries",
+    }
+    for panel in flow.values():
+        for target in panel["targets"]:
+            assert 'kind="study_flow"' in target["expr"], panel["title"]
+    heat = flow["End-to-end latency heat map"]
+    assert heat["type"] == "heatmap" and heat["targets"][0]["format"] == "heatmap"
+    assert f"{m.STUDY_FLOW_LATENCY_SECONDS}_bucket" in heat["targets"][0]["expr"]
+    quantiles = [t["expr"] for t in flow["Canary latency p50 / p95 per stage"]["targets"]]
+    assert all(e.startswith("histogram_quantile(") for e in quantiles)
+    assert m.STUDY_FLOW_IN_FLIGHT in flow["Canaries in flight"]["targets"][0]["expr"]
+    assert 'reason="not_arrived"' in flow["Lost canaries"]["targets"][0]["expr"]
+
+    gpu = {p["title"]: p for p in load_dashboards()["monai-slo-gpu.json"]["panels"]}
+    for title, metric, label, states in (
+        ("GPU verdict", m.GPU_HEALTH, "verdict", VERDICTS),
+        ("Suggested action", m.GPU_SUGGESTED_ACTION, "action", ACTIONS),
+    ):
+        (target,) = gpu[title]["targets"]
+        assert metric in target["expr"] and f"max without ({label})" in target["expr"]
+        (mapping,) = gpu[title]["fieldConfig"]["defaults"]["mappings"]
+        shown = [mapping["options"][str(i)]["text"] for i in range(len(states))]
+        assert shown == list(states)
+
+
 # --- every panel query against a real Prometheus ------------------------------------------
 
 
@@ -278,8 +372,11 @@ class Stack:
         return list(data["data"])
 
 
-def write_config(path: Path, port: int, web: HttpPeer, pacs: PynetdicomPeer) -> Path:
+def write_config(
+    path: Path, port: int, web: HttpPeer, pacs: PynetdicomPeer, orthanc: OrthancPeer
+) -> Path:
     now = dt.datetime.now(dt.UTC)
+    flow_peer = f"{{host: 127.0.0.1, port: {orthanc.dicom_port}, called_aet: {orthanc.aet}}}"
     start = (now - dt.timedelta(hours=1)).isoformat()
     end = (now + dt.timedelta(hours=1)).isoformat()
     path.write_text(
@@ -302,6 +399,12 @@ def write_config(path: Path, port: int, web: HttpPeer, pacs: PynetdicomPeer) -> 
         "        checks:\n"
         f"          - {{name: health, kind: http, url: '{web.url}down',"
         " latency: {threshold: 300ms, objective: 99}}\n"
+        f"          - {{name: roundtrip, kind: study_flow, interval: 1s, timeout: 2s, poll: 100ms,"
+        f" send: {flow_peer}, arrive: [{{name: pacs, {flow_peer[1:-1]}}}],"
+        " latency: {threshold: 2s, objective: 99}}\n"
+        f"          - {{name: lost, kind: study_flow, interval: 1s, timeout: 2s, poll: 200ms,"
+        f" send: {flow_peer}, arrive: [{{name: ai-result, series_modality: SR,"
+        f" {flow_peer[1:-1]}}}]}}\n"
         "      - name: viewer\n"
         f"        maintenance: [{{start: '{start}', end: '{end}', reason: upgrade}}]\n"
         "        checks:\n"
@@ -319,17 +422,21 @@ def write_config(path: Path, port: int, web: HttpPeer, pacs: PynetdicomPeer) -> 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The daemon (production: pacs up, gateway down, viewer in maintenance, latency
-    objectives on pacs/web and gateway/health; development: two fake GPUs) scraped every second by Prometheus with a prober label."""
+    """The daemon (production: pacs up, gateway down with study flows into an Orthanc, one
+    arriving and one lost, viewer in maintenance, latency objectives on pacs/web,
+    gateway/health and gateway/roundtrip; development: two fake GPUs) scraped every second by
+    Prometheus with a prober label."""
     tmp = tmp_path_factory.mktemp("dashboards")
     with (
         HttpPeer() as web,
         PynetdicomPeer() as pacs,
+        OrthancPeer(tmp / "orthanc", aet="PACS") as orthanc,
         use_nvml(FakeNvml(gpus=2)),
     ):
         web.routes["/down"] = Route(status=503, body=b"down\n")
         port = free_port()
-        daemon = Daemon(load_config(write_config(tmp / "config.yaml", port, web, pacs)))
+        config = write_config(tmp / "config.yaml", port, web, pacs, orthanc)
+        daemon = Daemon(load_config(config))
         daemon.start()
         try:
             prometheus = PrometheusServer(
@@ -461,9 +568,7 @@ def test_metric_names_are_what_the_daemon_exposes(stack: Stack) -> None:
         and value != m.PREFIX
     }
     assert m.SERVICE_UP in wanted and m.GPU_INFO in wanted
-    # Per canary that arrived: needs a router and a PACS, so tests/test_check_study_flow.py
-    # reads it from a real daemon's /metrics instead.
-    wanted.discard(m.STUDY_FLOW_LAST_LATENCY_SECONDS)
+    assert m.STUDY_FLOW_LAST_LATENCY_SECONDS in wanted  # per canary that arrived
 
     def exposed() -> set[str]:
         conn = http.client.HTTPConnection("127.0.0.1", stack.metrics_port, timeout=5)

@@ -7,9 +7,11 @@ Three dashboards, checked in under ``grafana/dashboards/`` (a test proves they a
 * ``monai-slo-overview.json``: every environment and service: state, availability over its
   SLO window against the objective, error budget left, burn rates, maintenance, coverage.
 * ``monai-slo-service.json``: one service (or several): availability per window, budget
-  burn-down, check states, durations and failure reasons over time.
-* ``monai-slo-gpu.json``: the ``gpu`` kind's gauges: temperature and headroom to slowdown,
-  throttling, power, memory, utilisation, ECC and XID counts.
+  burn-down, check states, durations and failure reasons over time, latency objectives, the
+  study flow of study_flow checks.
+* ``monai-slo-gpu.json``: the ``gpu`` kind's verdict and suggested action per GPU, and its
+  gauges: temperature and headroom to slowdown, throttling, power, memory, utilisation, ECC
+  and XID counts.
 
 Metric names come from :mod:`monai_slo.outputs.metric_names`, the windows from
 :mod:`monai_slo.history.evaluation` and :mod:`monai_slo.slo.burn_windows`, so a renamed metric or a

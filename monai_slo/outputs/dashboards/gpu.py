@@ -1,9 +1,11 @@
-"""The GPU dashboard (``monai-slo-gpu.json``): the ``gpu`` kind's gauges: temperature and
-headroom to slowdown, throttling, power, memory, utilisation, ECC and XID counts."""
+"""The GPU dashboard (``monai-slo-gpu.json``): the ``gpu`` kind's verdict and suggested action
+per GPU, and its gauges: temperature and headroom to slowdown, throttling, power, memory,
+utilisation, ECC and XID counts."""
 
 from __future__ import annotations
 
 from monai_slo.checks.gpu import NEAR_SLOWDOWN_CELSIUS
+from monai_slo.checks.gpu.verdict import ACTIONS, VERDICTS
 from monai_slo.outputs import metric_names as m
 from monai_slo.outputs.dashboards.kit import (
     GPU_UID,
@@ -14,6 +16,8 @@ from monai_slo.outputs.dashboards.kit import (
     Query,
     bar_gauge,
     dashed_override,
+    one_of,
+    ranked,
     row_value,
     selector,
     stat_panel,
@@ -30,8 +34,9 @@ def gpu() -> Board:
     board = Board(
         GPU_UID,
         "MONAI SLO / GPUs",
-        "The gpu check's readings from NVML: inventory, temperature and headroom to "
-        "slowdown, clock throttling, power, memory, utilisation, ECC and XID counts.",
+        "The gpu check's readings from NVML: inventory, verdict and suggested action, "
+        "temperature and headroom to slowdown, clock throttling, power, memory, "
+        "utilisation, ECC and XID counts.",
         variables(m.GPU_INFO, [("gpu", "GPU", m.GPU_INFO)]),
     )
     board.row("Inventory")
@@ -70,6 +75,31 @@ def gpu() -> Board:
         ),
         24,
         5,
+    )
+
+    board.row("Verdict")
+    board.add(
+        state_timeline(
+            "GPU verdict",
+            "Healthy, degraded or unhealthy per GPU, by the gpu check's rules (the rule "
+            "that decided is in the check's detail); unhealthy fails the check, degraded "
+            "only with fail_on: degraded.",
+            [Query(one_of(m.GPU_HEALTH, gpu_sel, "verdict", VERDICTS), gpu_legend)],
+            ranked(VERDICTS, ("green", "orange", "red")),
+        ),
+        12,
+        7,
+    )
+    board.add(
+        state_timeline(
+            "Suggested action",
+            "What fixes the GPU: nothing, a GPU reset, a node reboot, or inspecting the "
+            "hardware (a reboot does not fix it).",
+            [Query(one_of(m.GPU_SUGGESTED_ACTION, gpu_sel, "action", ACTIONS), gpu_legend)],
+            ranked(ACTIONS, ("green", "yellow", "orange", "red")),
+        ),
+        12,
+        7,
     )
 
     board.row("Thermal")

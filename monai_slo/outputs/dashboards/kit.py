@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from grafana_foundation_sdk.builders import (
     bargauge,
+    heatmap,
     prometheus,
     stat,
     statetimeline,
@@ -31,6 +32,7 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
+from grafana_foundation_sdk.models import heatmap as models_heatmap
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from monai_slo.history.evaluation import window_label
@@ -73,6 +75,18 @@ THROTTLING = models.ValueMap(
         "1": models.ValueMappingResult(text="throttled", color="orange", index=1),
     }
 )
+
+
+def ranked(values: Sequence[str], colors: Sequence[str]) -> models.ValueMap:
+    """Value i shown as ``values[i]`` in ``colors[i]``: the mapping for :func:`one_of`."""
+    return models.ValueMap(
+        options={
+            str(i): models.ValueMappingResult(text=text, color=color, index=i)
+            for i, (text, color) in enumerate(zip(values, colors, strict=True))
+        }
+    )
+
+
 RELOAD = models.ValueMap(
     options={
         "0": models.ValueMappingResult(text="rejected", color="red", index=0),
@@ -127,6 +141,17 @@ def over_slo_window(metric: str, sel: str = SEL) -> str:
     return " or ".join(clauses)
 
 
+def one_of(metric: str, sel: str, label: str, values: Sequence[str]) -> str:
+    """A state set (one series per ``label`` value, 1 for the current one) as one series
+    whose value is the current value's index in ``values`` (shown with :func:`ranked`)."""
+    inner = sel[1:-1]
+    parts = [
+        f'({metric}{{{inner}, {label}="{value}"}} == 1) * {index}'
+        for index, value in enumerate(values)
+    ]
+    return f"max without ({label}) (\n  " + "\nor\n  ".join(parts) + "\n)"
+
+
 def row_value(expr: str) -> str:
     """One value per series for a table: the metric name and window dropped, so the merge
     transformation can join the queries' rows on the remaining labels."""
@@ -143,6 +168,8 @@ class Query:
     legend: str = ""
     instant: bool = False
     table: bool = False
+    heatmap: bool = False
+    """Histogram buckets for a heat map (one series per ``le``)."""
     column: str = ""
     """Table column title (table queries only)."""
 
@@ -156,6 +183,8 @@ def targets(queries: Sequence[Query]) -> list[cogbuilder.Builder[cogvariants.Dat
             target.legend_format(query.legend)
         if query.table:
             target.format(PromQueryFormat.TABLE).instant()
+        elif query.heatmap:
+            target.format(PromQueryFormat.HEATMAP).range()
         elif query.instant:
             target.instant()
         else:
@@ -202,6 +231,28 @@ def time_series(
         .show_points(common.VisibilityMode.NEVER)
         .span_nulls(False)
         .legend(legend_table())
+    )
+
+
+def heatmap_panel(title: str, description: str, query: Query, unit: str) -> heatmap.Panel:
+    """A Prometheus histogram's buckets over time, as Grafana's heat map reads them."""
+    return (
+        heatmap.Panel()
+        .title(title)
+        .description(description)
+        .targets(targets([query]))
+        .calculate(False)
+        .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
+        .y_axis(heatmap.YAxisConfig().unit(unit))
+        .cell_values(heatmap.CellValues().unit("short"))
+        .color(
+            heatmap.HeatmapColorOptions()
+            .mode(models_heatmap.HeatmapColorMode.SCHEME)
+            .scheme("Oranges")
+            .fill("dark-orange")
+            .scale(models_heatmap.HeatmapColorScale.EXPONENTIAL)
+            .exponent(0.5)
+        )
     )
 
 

@@ -1,5 +1,7 @@
 """The service dashboard (``monai-slo-service.json``): one service (or several): availability per
-window, budget burn-down, check states, durations and failure reasons over time."""
+window, budget burn-down, check states, durations and failure reasons over time, latency
+objectives, and the study flow of its study_flow checks (latency per stage, heat map, canaries
+in flight and lost)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from monai_slo.outputs.dashboards.kit import (
     bar_gauge,
     burn_windows,
     dashed_override,
+    heatmap_panel,
     maintenance_annotation,
     over_slo_window,
     row_value,
@@ -33,6 +36,9 @@ from monai_slo.outputs.dashboards.kit import (
     window_selector,
 )
 from monai_slo.slo.availability import ALERT_WINDOWS
+
+# The study-flow row's panels: the chosen checks, of the study_flow kind only.
+FLOW = ('check=~"$check"', 'kind="study_flow"')
 
 
 def service() -> Board:
@@ -280,4 +286,95 @@ def service() -> Board:
         12,
         8,
     )
+    study_flow_row(board)
     return board
+
+
+def study_flow_row(board: Board) -> None:
+    """Canaries of the study_flow checks: how long each stage took to see them, their spread,
+    how many are still on their way and how many never arrived. The row is on every service
+    dashboard (it is not generated from a config); its panels show "No data" where a service
+    has no study_flow check."""
+    flow_sel = selector(*FLOW)
+    buckets = f"{m.STUDY_FLOW_LATENCY_SECONDS}_bucket"
+    end_to_end = selector(*FLOW, 'stage="end_to_end"')
+    legend = "{{service}} / {{check}}"
+    board.row("Study flow")
+    board.add(
+        time_series(
+            "Canary latency per stage",
+            "From the canary's C-STORE to its first sight at each stage (end_to_end: the "
+            "last stage), per canary that arrived; dashed: the latency threshold.",
+            [
+                Query(f"{m.STUDY_FLOW_LAST_LATENCY_SECONDS}{flow_sel}", legend + " {{stage}}"),
+                Query(f"{m.LATENCY_THRESHOLD_SECONDS}{flow_sel}", legend + " threshold"),
+            ],
+            "s",
+        ).with_override(*dashed_override(".* threshold")),
+        12,
+        9,
+    )
+    board.add(
+        time_series(
+            "Canary latency p50 / p95 per stage",
+            "Quantiles of the stage latencies over each interval (at least 5m, the usual "
+            "canary interval), from the latency histogram.",
+            [
+                Query(
+                    f"histogram_quantile({q}, sum by (environment, service, check, stage, le) "
+                    f"(rate({buckets}{flow_sel}[$__rate_interval])))",
+                    legend + f" {{{{stage}}}} p{round(q * 100)}",
+                )
+                for q in (0.5, 0.95)
+            ],
+            "s",
+        ).interval("5m"),
+        12,
+        9,
+    )
+    board.add(
+        heatmap_panel(
+            "End-to-end latency heat map",
+            "Canaries per end-to-end latency bucket over time (at least 5m per column).",
+            Query(
+                f"sum by (le) (increase({buckets}{end_to_end}[$__rate_interval]))",
+                "{{le}}",
+                heatmap=True,
+            ),
+            "s",
+        ).interval("5m"),
+        12,
+        9,
+    )
+    board.add(
+        time_series(
+            "Canaries in flight",
+            "Canaries sent and not yet seen at every stage nor timed out (at most "
+            "max_in_flight per check).",
+            [Query(f"{m.STUDY_FLOW_IN_FLIGHT}{flow_sel}", legend)],
+            "short",
+        ),
+        6,
+        9,
+    )
+    board.add(
+        time_series(
+            "Lost canaries",
+            "Canaries not seen at some stage within the check's timeout (reason "
+            "not_arrived), per interval.",
+            [
+                Query(
+                    "sum by (environment, service, check) (increase("
+                    + m.total(m.CHECK_FAILURES)
+                    + selector(*FLOW, 'reason="not_arrived"')
+                    + "[$__rate_interval]))",
+                    legend,
+                )
+            ],
+            "short",
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(80),
+        6,
+        9,
+    )
