@@ -9,7 +9,9 @@ from importlib.resources import files
 from pathlib import Path
 from string import Template
 
-from monai_slo.commands.tables import console, status_table
+from monai_slo.commands.status_tables import status_table
+from monai_slo.commands.tables import console
+from monai_slo.commands.text_table import colour_enabled
 from monai_slo.config.model import load_config
 from monai_slo.daemon.daemon import Daemon
 from monai_slo.history.evaluation import evaluate
@@ -65,7 +67,9 @@ def run_demo(*, listen: str, storage: Path, duration: float | None, every: float
         def printer() -> None:
             while not stop_printing.wait(every):
                 reports = evaluate(daemon.config, daemon.store, daemon.clock())
-                out.print(status_table(reports, width=out.width))
+                text = status_table(reports, width=out.width, colour=colour_enabled())
+                out.file.write(text + "\n")
+                out.file.flush()
 
         if every > 0:
             threading.Thread(target=printer, name="demo-status", daemon=True).start()

@@ -12,7 +12,8 @@ from monai_slo.config.model import Config
 
 
 def status_command(config: Config, output: str = "table", *, wide: bool = False) -> int:
-    from monai_slo.commands.tables import console, service_checks_table, status_table
+    from monai_slo.commands.status_tables import service_checks_table, status_table
+    from monai_slo.commands.text_table import colour_enabled, output_width
     from monai_slo.history.evaluation import evaluate
     from monai_slo.history.store import HistoryStore
     from monai_slo.outputs.status_data import status_data
@@ -28,7 +29,7 @@ def status_command(config: Config, output: str = "table", *, wide: bool = False)
     if output != "table":
         print_data(status_data(reports, source="history"), output)
         return ExitCode.OK
-    out = console()
-    out.print(status_table(reports, wide=wide, width=out.width))
-    out.print(service_checks_table(reports, wide=wide))
+    width, colour = output_width(), colour_enabled()
+    sys.stdout.write(status_table(reports, wide=wide, width=width, colour=colour) + "\n")
+    sys.stdout.write(service_checks_table(reports, wide=wide, width=width, colour=colour))
     return ExitCode.OK

@@ -115,10 +115,16 @@ def render(
     width: int,
     caption: str = "",
     colour: bool = False,
+    header: bool = True,
 ) -> str:
-    """The table as text, one header rule, each row's cells folded to their column."""
+    """The table as text, one header rule, each row's cells folded to their column;
+    ``header=False``: rows only (a block of label / value lines)."""
     texts = [[c.text if isinstance(c, Styled) else c for c in row] for row in rows]
-    widths = _widths(columns, texts, width)
+    widths = (
+        _widths(columns, texts, width)
+        if header
+        else _widths([Column("", c.right, c.fold) for c in columns], texts, width)
+    )
     lines = [title] if title else []
 
     def line(cells: Sequence[list[str]], styles: Sequence[str]) -> None:
@@ -132,8 +138,10 @@ def render(
                 parts.append(pad + text if column.right else text + pad)
             lines.append(GAP.join(parts).rstrip())
 
-    line([_fold(c.header, w) for c, w in zip(columns, widths, strict=True)], [""] * len(columns))
-    lines.append(GAP.join("─" * w for w in widths))
+    if header:
+        heads = [_fold(c.header, w) for c, w in zip(columns, widths, strict=True)]
+        line(heads, [""] * len(columns))
+        lines.append("─" * (sum(widths) + len(GAP) * (len(widths) - 1)))
     for row, text_row in zip(rows, texts, strict=True):
         line(
             [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from monai_slo.config.maintenance import Window, config_windows, merge
@@ -150,6 +150,7 @@ def evaluate(
             known = (store.known_id(ref.key) for ref in service.checks)
             ids_since.setdefault(since, []).extend(i for i in known if i is not None)
         segments = {since: store.segments(ids, since, now) for since, ids in ids_since.items()}
+    counts = _RunCounts(store, services) if checks else None
     return [
         evaluate_service(
             service,
@@ -159,9 +160,29 @@ def evaluate(
             cache=cache,
             checks=checks,
             fetched=segments.get(now - reach(service)),
+            run_counts=counts,
         )
         for service in services
     ]
+
+
+class _RunCounts:
+    """Every check's run counts from an hour on, fetched for all checks at once on the first
+    request for that hour (one query, not one per check; services share their SLO window)."""
+
+    def __init__(self, store: HistoryStore, services: Sequence[Service]) -> None:
+        self._store = store
+        known = (store.known_id(ref.key) for service in services for ref in service.checks)
+        self._ids = [i for i in known if i is not None]
+        self._by_hour: dict[int, dict[int, tuple[int, int]]] = {}
+
+    def __call__(self, check_id: int, since: float) -> tuple[int, int]:
+        hour = int(since // 3600)
+        counts = self._by_hour.get(hour)
+        if counts is None:
+            counts = self._by_hour[hour] = self._store.run_counts_many(self._ids, since)
+        found = counts.get(check_id)
+        return found if found is not None else self._store.run_counts(check_id, since)
 
 
 def maintenance_windows(
@@ -186,9 +207,12 @@ def evaluate_service(
     cache: TimelineCache | None = None,
     checks: bool = True,
     fetched: dict[int, list[Segment]] | None = None,
+    run_counts: Callable[[int, float], tuple[int, int]] | None = None,
 ) -> ServiceReport:
     """``fetched``: each check's segments over the longest window, already fetched (by
-    :func:`evaluate`, for every service at once); read from ``store`` when not given."""
+    :func:`evaluate`, for every service at once); read from ``store`` when not given. So are
+    ``run_counts`` (by :func:`evaluate`, for every check at once)."""
+    count_runs = store.run_counts if run_counts is None else run_counts
     calendar = service.calendar
     # A calendar window is its period so far; a rolling SLO window is one more length.
     period = calendar.period(now) if calendar is not None else None
@@ -239,7 +263,7 @@ def evaluate_service(
             last = store.last_result(check_id) if check_id is not None else None
             check_state = _current_state(segments, now)
             runs, failures = (
-                store.run_counts(check_id, now - slo_seconds) if check_id is not None else (0, 0)
+                count_runs(check_id, now - slo_seconds) if check_id is not None else (0, 0)
             )
             reasons: tuple[ReasonMark, ...] = ()
             if check_state is State.DOWN and check_id is not None:

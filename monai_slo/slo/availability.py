@@ -8,7 +8,6 @@ Excluded intervals (planned maintenance) leave both numerator and denominator.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -66,34 +65,51 @@ class WindowStats:
 def service_timeline(checks: Sequence[Sequence[Segment]], start: float, end: float) -> list[Span]:
     """Merge per-check segments into the service's spans over [start, end).
 
-    Each check's segments must not overlap one another (the store guarantees it).
+    Each check's segments must not overlap one another (the store guarantees it). One sort of
+    the segments' edges, then one pass that opens a span only where the state changes (30
+    days of 1,000 checks are ~120,000 edges: no per-edge heap operation or object).
     """
     if end <= start:
         return []
     events: list[tuple[float, int, int]] = []  # (time, delta_down, delta_up)
+    add = events.append
     for segments in checks:
         for seg in segments:
-            a, b = max(seg.start, start), min(seg.end, end)
+            a = seg.start if seg.start > start else start
+            b = seg.end if seg.end < end else end
             if a < b:
-                events.append((a, int(not seg.up), int(seg.up)))
-                events.append((b, -int(not seg.up), -int(seg.up)))
-    heapq.heapify(events)
-    spans: list[Span] = []
+                if seg.up:
+                    add((a, 0, 1))
+                    add((b, 0, -1))
+                else:
+                    add((a, 1, 0))
+                    add((b, -1, 0))
+    events.sort()
+    marks: list[tuple[float, State]] = []  # where each span starts, and its state
+    total = len(checks)
     down = up = 0
     cursor = start
-    total = len(checks)
-    while events:
-        at = events[0][0]
+    count = len(events)
+    i = 0
+    while i < count:
+        at = events[i][0]
         if at > cursor:
-            _append(spans, cursor, at, _state(down, up, total))
+            state = _state(down, up, total)
+            if not marks or marks[-1][1] is not state:
+                marks.append((cursor, state))
             cursor = at
-        while events and events[0][0] == at:
-            _, d_down, d_up = heapq.heappop(events)
+        while i < count and events[i][0] == at:
+            _, d_down, d_up = events[i]
             down += d_down
             up += d_up
+            i += 1
     if cursor < end:
-        _append(spans, cursor, end, _state(down, up, total))
-    return spans
+        state = _state(down, up, total)
+        if not marks or marks[-1][1] is not state:
+            marks.append((cursor, state))
+    # Every span ends where the next begins; the last at ``end`` (edges never pass it).
+    bounds = [at for at, _ in marks[1:]] + [end]
+    return [Span(at, until, state) for (at, state), until in zip(marks, bounds, strict=True)]
 
 
 def _state(down: int, up: int, total: int) -> State:
@@ -102,13 +118,6 @@ def _state(down: int, up: int, total: int) -> State:
     if total and up == total:
         return State.UP
     return State.NO_DATA
-
-
-def _append(spans: list[Span], start: float, end: float, state: State) -> None:
-    if spans and spans[-1].state == state and spans[-1].end == start:
-        spans[-1] = Span(spans[-1].start, end, state)
-    else:
-        spans.append(Span(start, end, state))
 
 
 def window_stats(
@@ -123,7 +132,7 @@ def window_stats(
     for span in spans:
         a, b = max(span.start, lo), min(span.end, now)
         if a < b:
-            totals[span.state] += (b - a) - _overlap(a, b, excluded)
+            totals[span.state] += (b - a) - (_overlap(a, b, excluded) if excluded else 0.0)
     # Time before the first span (older than history) counts as no data.
     covered = sum(totals.values())
     window_left = window - _overlap(lo, now, excluded)

@@ -112,6 +112,7 @@ def test_status_imports_no_dicom_no_daemon(tcp_config: Path) -> None:
     _, modules = _modules("status", "-c", str(tcp_config))
     assert _kind_modules(modules) == {MODULES["tcp"]}
     assert _heavy(modules) == set()
+    assert "rich" not in _packages(modules)  # its tables are plain text
 
 
 def test_every_kind_resolves_to_its_module() -> None:
