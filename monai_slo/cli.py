@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from monai_slo import __version__
 from monai_slo.commands.exit_codes import ExitCode
 from monai_slo.commands.output import FORMATS
+from monai_slo.config.paths import default_paths
 from monai_slo.daemon.listen_error import ListenError
 from monai_slo.safe_text import CleanFormatter, JsonFormatter
 from monai_slo.tiers import TierName
@@ -65,7 +66,7 @@ def config_option(parser: argparse.ArgumentParser, *, nested: bool = False) -> N
         "-c",
         "--config",
         default=argparse.SUPPRESS if nested else None,
-        help="config file (default: $MONAI_SLO_CONFIG or /etc/monai-slo/config.yaml)",
+        help=f"config file (default: $MONAI_SLO_CONFIG or {default_paths().config})",
     )
 
 
@@ -122,22 +123,14 @@ def _parser() -> argparse.ArgumentParser:
         output_option(sub)
     rules = verb("rules", "write Prometheus recording and alerting rules for the config", _rules)
     rules.add_argument("-o", "--output", help="directory to write into (default: stdout)")
-    conformance = verb(
-        "conformance",
-        "check this host against its tier's hardware requirements",
-        _conformance,
-        config=False,
+    _conformance_parser(
+        verb(
+            "conformance",
+            "check this host against its tier's hardware requirements",
+            _conformance,
+            config=False,
+        )
     )
-    judged = conformance.add_mutually_exclusive_group()
-    judged.add_argument("-c", "--config", help="config file (default: as for the other verbs)")
-    judged.add_argument(
-        "--tier",
-        action="append",
-        choices=[tier.value for tier in TierName],
-        help="judge against this tier without a config (repeatable; the default when there "
-        "is no config file: every tier)",
-    )
-    output_option(conformance)
     verb("openslo", "write the config's SLOs as OpenSLO v1 documents", _openslo).add_argument(
         "-o", "--output", default="-", help="yaml or - (stdout, default), json, or a directory"
     )
@@ -201,6 +194,19 @@ def _parser() -> argparse.ArgumentParser:
         help="print the status table every N seconds (0: never)",
     )
     return parser
+
+
+def _conformance_parser(conformance: argparse.ArgumentParser) -> None:
+    judged = conformance.add_mutually_exclusive_group()
+    judged.add_argument("-c", "--config", help="config file (default: as for the other verbs)")
+    judged.add_argument(
+        "--tier",
+        action="append",
+        choices=[tier.value for tier in TierName],
+        help="judge against this tier without a config (repeatable; the default when there "
+        "is no config file: every tier)",
+    )
+    output_option(conformance)
 
 
 def _incident_parser(incident: argparse.ArgumentParser) -> None:

@@ -24,14 +24,16 @@ from pydantic import (
 from monai_slo.checks.base import CheckConfig, Name
 from monai_slo.checks.registry import KINDS
 from monai_slo.config.maintenance import MaintenanceSpec
+from monai_slo.config.paths import default_paths
 from monai_slo.config.web_config import WebConfig, load_web_config
 from monai_slo.durations import Duration, format_duration, parse_duration
 from monai_slo.periods import CALENDAR_UNITS, CalendarUnit, CalendarWindow, zone
 from monai_slo.tiers import TIERS, TierName, allowed_downtime
 from monai_slo.yaml_source import PathKey, SourceError, SourceIssue, YamlSource, load_yaml
 
-DEFAULT_CONFIG_PATH = Path("/etc/monai-slo/config.yaml")
-DEFAULT_STORAGE = Path("/var/lib/monai-slo/history.sqlite")
+# Per operating system: monai_slo.config.paths.
+DEFAULT_CONFIG_PATH = default_paths().config
+DEFAULT_STORAGE = default_paths().storage
 DEFAULT_WINDOW = 30 * 86400.0
 DEFAULT_RETENTION = 90 * 86400.0
 # A single failed run should cost at most this share of the error budget to be measurable.
@@ -260,7 +262,8 @@ class Config:
 
 
 def config_path(explicit: str | None) -> Path:
-    """-c wins, then MONAI_SLO_CONFIG, then /etc/monai-slo/config.yaml."""
+    """-c wins, then MONAI_SLO_CONFIG, then the system's default (/etc/monai-slo/config.yaml
+    on Linux; see :mod:`monai_slo.config.paths`)."""
     return Path(explicit or os.environ.get("MONAI_SLO_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
