@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from monai_slo.durations import format_duration
 from monai_slo.outputs import metric_names as m
 from monai_slo.outputs.rules import PROBER_LABELS, quorum_down
+from monai_slo.periods import CalendarUnit
 from monai_slo.tiers import percent_to_ratio
 
 if TYPE_CHECKING:
@@ -46,7 +47,11 @@ DESCRIPTION_LIMIT = 1050
 # A calendar window starts at a boundary of its period; 2024-01-01 is a Monday and the first
 # day of a month and of a quarter, so one anchor serves all three.
 CALENDAR_ANCHOR = "2024-01-01 00:00:00"
-CALENDAR_DURATIONS = {"calendar_week": "1w", "calendar_month": "1M", "calendar_quarter": "1Q"}
+CALENDAR_DURATIONS: dict[CalendarUnit, str] = {
+    "calendar_week": "1w",
+    "calendar_month": "1M",
+    "calendar_quarter": "1Q",
+}
 # Duration shorthand postfixes for a rolling window, largest first (no s: minutes are the
 # finest; no M/Q/Y: those are calendar lengths, not a fixed number of seconds).
 _SHORTHAND = (("d", 86400), ("h", 3600), ("m", 60))
@@ -99,14 +104,14 @@ def openslo_documents(config: Config) -> Export:
 
 def time_window(environment: Environment) -> list[dict[str, Any]]:
     """The SLO's ``timeWindow`` (a list of exactly one item) for the environment's window:
-    rolling, or a calendar window in the environment's ``timezone``."""
+    rolling (``30d``), or calendar-aligned in the environment's ``timezone``."""
     calendar = environment.calendar
     if calendar is not None:
         return calendar_time_window(calendar.unit, calendar.timezone)
     return [{"duration": rolling_duration(environment.window), "isRolling": True}]
 
 
-def calendar_time_window(calendar: str, timezone: str) -> list[dict[str, Any]]:
+def calendar_time_window(calendar: CalendarUnit, timezone: str) -> list[dict[str, Any]]:
     """``calendar_week|calendar_month|calendar_quarter`` in an IANA time zone."""
     return [
         {

@@ -5,6 +5,7 @@ promtool against series shaped like the daemon's."""
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import subprocess
 from pathlib import Path
@@ -163,33 +164,31 @@ def test_windows_and_names_openslo_cannot_write(tmp_path: Path) -> None:
     assert len(set(names)) == len(names)
 
 
-def test_a_calendar_window_is_valid_openslo(tmp_path: Path) -> None:
-    """The calendar hook: a month in the environment's time zone, aligned to a month start."""
-    slo = next(
-        d for d in openslo_documents(load_config(_config(tmp_path))).documents if d["kind"] == "SLO"
-    )
-    for calendar, duration in (
-        ("calendar_month", "1M"),
-        ("calendar_week", "1w"),
-        ("calendar_quarter", "1Q"),
-    ):
-        window = calendar_time_window(calendar, "Europe/Berlin")
-        assert window[0]["duration"] == duration
-        slo["spec"]["timeWindow"] = window
+@pytest.mark.parametrize(
+    ("window", "duration"),
+    [("calendar_month", "1M"), ("calendar_week", "1w"), ("calendar_quarter", "1Q")],
+)
+def test_a_calendar_window_is_a_calendar_aligned_time_window(
+    tmp_path: Path, window: str, duration: str
+) -> None:
+    """`window: calendar_month` with `timezone:` is a calendar-aligned window in that zone,
+    anchored at a Monday that starts a month and a quarter; valid against the schema."""
+    text = SMALL.replace("window: 7d", f"window: {window}\n    timezone: Europe/Berlin")
+    config = load_config(_config(tmp_path, text))
+    slos = [d for d in openslo_documents(config).documents if d["kind"] == "SLO"]
+    assert len(slos) == 2
+    for slo in slos:
         assert _errors(slo) == []
-
-
-def test_a_config_calendar_window_is_exported(tmp_path: Path) -> None:
-    """``window: calendar_month`` with ``timezone`` in the config reaches the SLO document."""
-    text = SMALL.replace("window: 7d", "window: calendar_month\n    timezone: Europe/Berlin")
-    assert text != SMALL
-    slo = next(
-        d
-        for d in openslo_documents(load_config(_config(tmp_path, text))).documents
-        if d["kind"] == "SLO"
-    )
-    assert slo["spec"]["timeWindow"] == calendar_time_window("calendar_month", "Europe/Berlin")
-    assert _errors(slo) == []
+        assert slo["spec"]["timeWindow"] == [
+            {
+                "duration": duration,
+                "calendar": {"startTime": "2024-01-01 00:00:00", "timeZone": "Europe/Berlin"},
+                "isRolling": False,
+            }
+        ]
+    assert calendar_time_window("calendar_month", "UTC")[0]["calendar"]["timeZone"] == "UTC"
+    monday = datetime.date(2024, 1, 1)
+    assert (monday.weekday(), monday.day, monday.month % 3) == (0, 1, 1)
 
 
 def test_cli_writes_yaml_json_and_a_directory(
