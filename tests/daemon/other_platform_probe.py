@@ -5,7 +5,8 @@ the dependencies are imported first, as they are (their own platform support is 
 check proves); then ``sys.platform`` is set to the platform asked for and every Linux-only
 socket option, os function, signal and module is removed, and only then is any module of
 monai_slo imported. It then imports every module of the package, runs the daemon against a
-loopback HTTP server (an ``http`` and a ``tcp`` check), reads /metrics from the daemon's own
+loopback HTTP server and a DICOM
+Verification SCP (``http``, ``tcp`` and ``dicom_echo`` checks), reads /metrics from the daemon's own
 listener, and reads the history back with ``status``. The last line printed is a JSON summary.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio  # noqa: F401 -- imported before the platform is faked, as said above
 import contextlib
 import http.client
-import http.server
 import importlib
 import io
 import json
@@ -112,23 +112,15 @@ def fake(platform: str) -> list[str]:
             if hasattr(module, name):
                 delattr(module, name)
                 removed.append(f"{module.__name__}.{name}")
+    # pynetdicom's own Windows support (proved by its wheels, not here) asks NTDLL for a finer
+    # timer on win32 in every association; there is no NTDLL to ask on this machine.
+    from pynetdicom import _config
+
+    _config.WINDOWS_TIMER_RESOLUTION = None
     for name in BLOCKED_MODULES:
         sys.modules[name] = None  # type: ignore[assignment]  # import now raises ImportError
     assert not any(m == "monai_slo" or m.startswith("monai_slo.") for m in sys.modules)
     return removed
-
-
-class _Ok(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"status": "Healthy"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def _scrape(port: int) -> str:
@@ -155,10 +147,10 @@ def main(platform: str, directory: Path) -> dict[str, Any]:
     from monai_slo.config.model import DEFAULT_CONFIG_PATH, DEFAULT_STORAGE, load_config
     from monai_slo.daemon.daemon import Daemon
     from monai_slo.outputs import metric_names as m
+    from monai_slo.testing.peers import FlakyHttpPeer, VerificationPeer
 
-    peer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    threading.Thread(target=peer.serve_forever, daemon=True).start()
-    port = peer.server_address[1]
+    peer, pacs = FlakyHttpPeer(), VerificationPeer()
+    port = peer.port
     config = directory / "config.yaml"
     config.write_text(
         f"listen: 127.0.0.1:0\nstorage: {directory / 'history.sqlite'}\nflush_interval: 1s\n"
@@ -168,6 +160,8 @@ def main(platform: str, directory: Path) -> dict[str, Any]:
         f"          - {{name: web, kind: http, url: 'http://127.0.0.1:{port}/',"
         " json: [{path: '$.status', equals: Healthy}]}\n"
         f"          - {{name: port, kind: tcp, host: 127.0.0.1, port: {port}}}\n"
+        f"          - {{name: echo, kind: dicom_echo, host: 127.0.0.1, port: {pacs.port},"
+        " called_aet: DEMO-PACS}\n"
     )
     daemon = Daemon(load_config(config))
     seen: dict[str, float] = {}
@@ -176,14 +170,16 @@ def main(platform: str, directory: Path) -> dict[str, Any]:
         deadline = time.monotonic() + 20
         try:
             while time.monotonic() < deadline:
-                listening = daemon.server.port if daemon._started else 0
-                if listening:
-                    for line in _scrape(listening).splitlines():
-                        if line.startswith(m.CHECK_UP + "{"):
-                            check = line.split('check="')[1].split('"')[0]
-                            seen[check] = float(line.rsplit(" ", 1)[1])
-                    if seen.get("web") == 1 and seen.get("port") == 1:
-                        return
+                try:
+                    text = _scrape(daemon.server.port)
+                except OSError:  # the listener is bound before the daemon starts serving
+                    text = ""
+                for line in text.splitlines():
+                    if line.startswith(m.CHECK_UP + "{"):
+                        check = line.split('check="')[1].split('"')[0]
+                        seen[check] = float(line.rsplit(" ", 1)[1])
+                if all(seen.get(check) == 1 for check in ("web", "port", "echo")):
+                    return
                 time.sleep(0.05)  # poll interval
         finally:
             daemon.request_stop()
@@ -192,7 +188,8 @@ def main(platform: str, directory: Path) -> dict[str, Any]:
     watcher.start()
     daemon.run_until_stopped(duration=25)  # the main thread: signal handlers as `run` sets them
     watcher.join()
-    peer.shutdown()
+    peer.stop()
+    pacs.stop()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = cli_main(["status", "-c", str(config), "-o", "json"])

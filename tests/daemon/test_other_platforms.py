@@ -148,8 +148,8 @@ def test_the_core_runs_without_linux_only_calls(
 ) -> None:
     """In a fresh interpreter with sys.platform faked and the Linux-only socket options, os
     functions, signals and modules (resource, fcntl ...) removed before monai_slo is
-    imported: every module imports, the daemon runs an http and a tcp check against a
-    loopback server, serves /metrics from its listener, writes its history, and `status`
+    imported: every module imports, the daemon runs http, tcp and dicom_echo checks against
+    loopback peers, serves /metrics from its listener, writes its history, and `status`
     reads it back; the default paths are the platform's."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("ProgramData", None)
@@ -166,10 +166,10 @@ def test_the_core_runs_without_linux_only_calls(
     assert found["platform"] == platform
     assert {"socket.TCP_QUICKACK", "signal.SIGHUP"} <= set(found["removed"])
     assert found["imported"] >= 80
-    assert found["check_up"] == {"web": 1.0, "port": 1.0}
+    assert found["check_up"] == {"web": 1.0, "port": 1.0, "echo": 1.0}
     assert found["status_code"] == 0
     assert found["service_state"] == "up"
-    assert found["check_states"] == {"web": "up", "port": "up"}
+    assert found["check_states"] == {"web": "up", "port": "up", "echo": "up"}
     assert found["default_config"].startswith(config_dir)
     assert found["default_storage"].startswith(config_dir)
     assert (tmp_path / "history.sqlite").stat().st_size > 0
