@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ("echo", "probes", "scale", "startup", "history")
+SECTIONS = ("echo", "probes", "scale", "startup", "history", "archive")
 _NEEDED = ("storescp", "echoscu", "prometheus-blackbox-exporter")
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     _install_missing()
 
     # Imported late: they need the peers' binaries only when they run.
-    from bench import echo, history, machine, probes, report, scale, startup
+    from bench import archive, echo, history, machine, probes, report, scale, startup
 
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = report.Report(machine.describe(), command.strip())
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         rows, notes = history.run(args.quick)
         result.add(rows)
         result.notes += notes
+    if "archive" in sections:
+        say("archive: 5 years x 1,000 checks of daily rollups")
+        result.add(archive.run(args.quick))
     say("done")
     print(report.text(result))
     if args.markdown is not None:

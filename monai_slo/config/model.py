@@ -36,6 +36,7 @@ DEFAULT_CONFIG_PATH = default_paths().config
 DEFAULT_STORAGE = default_paths().storage
 DEFAULT_WINDOW = 30 * 86400.0
 DEFAULT_RETENTION = 90 * 86400.0
+DEFAULT_ARCHIVE_RETENTION = 5 * 365 * 86400.0
 # A single failed run should cost at most this share of the error budget to be measurable.
 COARSE_INTERVAL_BUDGET_SHARE = 0.10
 
@@ -149,6 +150,10 @@ class ConfigSpec(_Strict):
         description="full-resolution history kept; default 90d, or the longest calendar "
         "period when a calendar window needs more",
     )
+    archive_retention: Duration = Field(
+        default=DEFAULT_ARCHIVE_RETENTION,
+        description="daily rollups kept once segments age out of retention (default 5y)",
+    )
     workers: int = Field(default=32, ge=1, le=1024)
     defaults: dict[str, Any] = Field(default_factory=dict)
     environments: list[EnvironmentSpec] = Field(min_length=1)
@@ -246,6 +251,8 @@ class Config:
     """Listener TLS/basic auth, loaded from ``web_config_file``."""
     alerting: AlertingOptions = field(default_factory=AlertingOptions)
     """What `monai-slo rules` needs beyond the checks."""
+    archive_retention: float = DEFAULT_ARCHIVE_RETENTION
+    """Daily rollups are kept this long (segments for ``retention``)."""
 
     def services(self) -> Iterator[Service]:
         for environment in self.environments:
@@ -398,6 +405,7 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
         tuple(environments),
         web,
         spec.alerting,
+        spec.archive_retention,
     )
 
 

@@ -26,6 +26,7 @@ from monai_slo.daemon.runner import CheckRunner
 from monai_slo.daemon.scheduler import CheckScheduler
 from monai_slo.daemon.server import MetricsServer
 from monai_slo.daemon.state_log import StateLog
+from monai_slo.history.rollup import archive_and_prune
 from monai_slo.history.store import DAEMON_READ_WAIT, DAEMON_WRITE_WAIT, HistoryStore
 from monai_slo.outputs.metrics import DaemonView, LiveCounters, SloCollector, StudyFlowLatencies
 from monai_slo.outputs.status_page import StatusPage
@@ -58,6 +59,7 @@ class Daemon:
         self.store = HistoryStore(
             config.storage,
             retention=config.retention,
+            archive_retention=config.archive_retention,
             write_wait=DAEMON_WRITE_WAIT,
             read_wait=DAEMON_READ_WAIT,
             clock=clock,
@@ -130,6 +132,10 @@ class Daemon:
         self.study_flow.record(ref, result)
         self.state_log.record(ref, result)
 
+    def _archive(self) -> None:
+        """Roll up the days that aged out of the retention, then prune."""
+        archive_and_prune(self.view.config, self.store, self.clock())
+
     def _ready(self) -> bool:
         return self._started and not self._stop.is_set() and self.store.healthy()
 
@@ -164,12 +170,12 @@ class Daemon:
         self.server.start()
         self.scheduler.schedule(self.config.checks())
         self.scheduler.every("flush", self.config.flush_interval, self.store.flush)
-        self.scheduler.every("prune", PRUNE_INTERVAL, lambda: self.store.prune(self.clock()))
+        self.scheduler.every("prune", PRUNE_INTERVAL, self._archive)
         self.scheduler.every("integrity", INTEGRITY_INTERVAL, self.store.check_integrity)
         watchdog_period = systemd.watchdog_period()
         self.scheduler.every("heartbeat", systemd.heartbeat_interval(watchdog_period), self._beat)
         self.scheduler.start()
-        self.store.prune(self.clock())
+        self._archive()
         self._started = True
         checks = sum(1 for _ in self.config.checks())
         log.info(

@@ -35,6 +35,7 @@ Storage faults, and what the daemon does about each:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -44,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from monai_slo.checks.base import CheckResult, FailureReason
 from monai_slo.history import latency_seconds
@@ -54,11 +56,11 @@ from monai_slo.slo.latency import RunsBySecond
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 2 added the runs table's latency counters (timed, fast); version 3 the failure reason
 # and detail of each down segment, reason changes within one (segment_reasons), the
-# maintenance audit columns and incidents. :meth:`HistoryStore._connect` migrates older files
-# in place, keeping every row.
+# maintenance audit columns and incidents; version 4 the daily rollups (check_days,
+# service_days). :meth:`HistoryStore._connect` migrates older files in place, keeping every row.
 CheckKey = tuple[str, str, str]
 
 # How long the daemon's writes wait for another process's lock before trying again at the
@@ -166,6 +168,33 @@ _ADD_REASONS_AND_AUDIT = (
     "ALTER TABLE maintenance ADD COLUMN planned_end REAL",
 )
 
+# Tables new in version 4: per UTC day (epoch seconds // 86400) what the segments of that day
+# leave behind once they age out of ``retention``, kept for ``archive_retention``. Milliseconds
+# up, down and without data (maintenance left out), of maintenance, and down within it; outages:
+# down stretches that began that day; reasons: JSON {reason: times a check began failing for
+# it}. Whole milliseconds are stored as integers: 4 bytes each instead of an 8-byte REAL.
+_V4_TABLES = """
+CREATE TABLE IF NOT EXISTS check_days (
+    check_id INTEGER NOT NULL REFERENCES checks(id), day INTEGER NOT NULL,
+    up INTEGER NOT NULL, down INTEGER NOT NULL, no_data INTEGER NOT NULL,
+    maintenance INTEGER NOT NULL, maintenance_down INTEGER NOT NULL,
+    outages INTEGER NOT NULL, reasons TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (check_id, day)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS check_days_day ON check_days (day);
+CREATE TABLE IF NOT EXISTS service_days (
+    environment TEXT NOT NULL, service TEXT NOT NULL, day INTEGER NOT NULL,
+    up INTEGER NOT NULL, down INTEGER NOT NULL, no_data INTEGER NOT NULL,
+    maintenance INTEGER NOT NULL, maintenance_down INTEGER NOT NULL,
+    outages INTEGER NOT NULL, reasons TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (environment, service, day)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS service_days_day ON service_days (day);
+"""
+DAY = 86400
+# How long daily rollups are kept by default: five years.
+DEFAULT_ARCHIVE_RETENTION = 5 * 365 * 86400.0
+
 _SEGMENT_COLUMNS = "start, last, end, up, reason, detail"
 _SEGMENT_COLUMNS_V2 = "start, last, end, up, NULL, ''"
 
@@ -192,6 +221,29 @@ class StoredSegment:
 
     def as_segment(self, now: float) -> Segment:
         return Segment(self.start, min(self.end, now), self.up)
+
+
+@dataclass(frozen=True, slots=True)
+class DayRollup:
+    """One UTC day of a check or a service, from the daily rollups; seconds."""
+
+    day: int
+    """Epoch seconds // 86400."""
+    up: float
+    down: float
+    no_data: float
+    """Up, down and without data, maintenance left out."""
+    maintenance: float
+    maintenance_down: float
+    """Down within maintenance."""
+    outages: int
+    """Down stretches that began that day."""
+    reasons: dict[str, int]
+    """Reason -> how often a check began failing for it that day."""
+
+    @property
+    def start(self) -> float:
+        return float(self.day * DAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +416,7 @@ class HistoryStore:
         path: Path,
         *,
         retention: float = 90 * 86400.0,
+        archive_retention: float = DEFAULT_ARCHIVE_RETENTION,
         read_only: bool = False,
         write_wait: float = 5.0,
         read_wait: float = 5.0,
@@ -376,7 +429,7 @@ class HistoryStore:
         :class:`StoreError` when the file cannot be used (see the module docstring).
         """
         self.path = path
-        self.retention = retention
+        self.retention, self.archive_retention = retention, archive_retention
         self.read_only = read_only
         self.write_wait = write_wait
         self._clock = clock
@@ -474,12 +527,12 @@ class HistoryStore:
                 "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'last_results'"
             ).fetchone()
             if has_schema is None:  # a new file: the only case that writes at open
-                db.executescript(_SCHEMA + _V3_TABLES)
+                db.executescript(_SCHEMA + _V3_TABLES + _V4_TABLES)
                 db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            elif not _has_latency_counts(db) or not _has_reasons(db):
+            elif not _has_latency_counts(db) or not _has_reasons(db) or not _has_rollups(db):
                 _migrate(db)
             latency_seconds.add_table(db, clock())
         except sqlite3.Error as exc:
@@ -509,6 +562,7 @@ class HistoryStore:
             # Latency verdicts per second waiting for a write, and since when the file has them.
             self._fine = LatencyBySecond(db)
             self._v3 = _has_reasons(db)
+            self._v4 = _has_rollups(db)  # a read-only reader may find a version 3 file
             columns = _SEGMENT_COLUMNS if self._v3 else _SEGMENT_COLUMNS_V2
             rows = db.execute(
                 f"SELECT check_id, {columns} FROM segments s WHERE start = "  # noqa: S608 -- fixed columns
@@ -992,13 +1046,21 @@ class HistoryStore:
         self._mark_corrupt("; ".join(problems))
         return False
 
-    def prune(self, now: float) -> None:
-        """Drop history older than the retention."""
+    def prune(self, now: float, *, keep_from: float | None = None) -> None:
+        """Drop history older than the retention (segments, hourly counts and reasons no
+        older than ``keep_from``: days not rolled up yet) and rollups older than the archive
+        retention."""
         cutoff = now - self.retention
+        segment_cutoff = cutoff if keep_from is None else min(cutoff, keep_from)
         with self._write_lock:
             if self._corrupt is not None:
                 return
             try:
+                if self._v4:
+                    oldest_day = int((now - self.archive_retention) // DAY)
+                    self._db.execute("DELETE FROM check_days WHERE day < ?", (oldest_day,))
+                    self._db.execute("DELETE FROM service_days WHERE day < ?", (oldest_day,))
+                cutoff = segment_cutoff
                 self._db.execute("DELETE FROM segments WHERE end < ?", (cutoff,))
                 self._db.execute("DELETE FROM runs WHERE hour < ?", (int(cutoff // 3600),))
                 self._db.execute("DELETE FROM maintenance WHERE end < ?", (cutoff,))
@@ -1375,6 +1437,118 @@ class HistoryStore:
             for identity, environment, service, opened, opened_by, resolved, resolved_by in rows
         ]
 
+    # -- daily rollups ----------------------------------------------------------------------
+
+    def rolled_until(self) -> int | None:
+        """The first UTC day not rolled up yet (None: no day has been)."""
+        if not self._v4:
+            return None
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT value FROM meta WHERE key = 'rolled_until'"
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def oldest_segment(self) -> float | None:
+        """The start of the oldest stored segment (None: none stored)."""
+        with self._read_lock:
+            row = self._reader.execute("SELECT MIN(start) FROM segments").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def save_rollups(
+        self,
+        checks: Iterable[tuple[int, DayRollup]],
+        services: Iterable[tuple[str, str, DayRollup]],
+        until: int,
+    ) -> None:
+        """Write rolled-up days and move ``rolled_until`` to ``until``, in one transaction."""
+
+        def values(r: DayRollup) -> tuple[int | str, ...]:
+            return (
+                r.day,
+                _ms(r.up),
+                _ms(r.down),
+                _ms(r.no_data),
+                _ms(r.maintenance),
+                _ms(r.maintenance_down),
+                r.outages,
+                json.dumps(r.reasons, sort_keys=True, separators=(",", ":")),
+            )
+
+        with self._write_lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO check_days VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(check_id, *values(r)) for check_id, r in checks],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO service_days VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(env, svc, *values(r)) for env, svc, r in services],
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('rolled_until', ?)", (str(until),)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def service_days(self, environment: str, service: str, first: int, end: int) -> list[DayRollup]:
+        """The service's rolled-up days in [first, end), oldest first."""
+        if not self._v4:
+            return []
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT day, up, down, no_data, maintenance, maintenance_down, outages, reasons "
+                "FROM service_days WHERE environment = ? AND service = ? AND day >= ? AND day < ? "
+                "ORDER BY day",
+                (environment, service, first, end),
+            ).fetchall()
+        return [_rollup(int(row[0]), row[1:]) for row in rows]
+
+    def check_reasons(
+        self, check_ids: Iterable[int], first: int, end: int
+    ) -> dict[int, dict[str, int]]:
+        """Per check, how often it began failing for each reason on the rolled-up days in
+        [first, end) (checks without a failure left out)."""
+        ids = [cid for cid in check_ids if cid > 0]
+        found: dict[int, dict[str, int]] = {}
+        if not self._v4:
+            return found
+        with self._read_lock:
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for check_id, reasons in self._reader.execute(
+                    f"SELECT check_id, reasons FROM check_days WHERE check_id IN ({marks}) "  # noqa: S608 -- only placeholders
+                    "AND day >= ? AND day < ? AND reasons != '{}'",
+                    (*chunk, first, end),
+                ):
+                    counts = found.setdefault(int(check_id), {})
+                    for reason, count in _reasons(reasons).items():
+                        counts[reason] = counts.get(reason, 0) + count
+        return found
+
+    def check_days(
+        self, check_ids: Iterable[int], first: int, end: int
+    ) -> dict[int, list[DayRollup]]:
+        """Each check's rolled-up days in [first, end), oldest first."""
+        ids = [cid for cid in check_ids if cid > 0]
+        found: dict[int, list[DayRollup]] = {cid: [] for cid in ids}
+        if not self._v4:
+            return found
+        with self._read_lock:
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for row in self._reader.execute(
+                    "SELECT check_id, day, up, down, no_data, maintenance, maintenance_down, "  # noqa: S608 -- only placeholders
+                    f"outages, reasons FROM check_days WHERE check_id IN ({marks}) "
+                    "AND day >= ? AND day < ? ORDER BY day",
+                    (*chunk, first, end),
+                ):
+                    found[int(row[0])].append(_rollup(int(row[1]), row[2:]))
+        return found
+
     def close(self) -> None:
         """Last flush (waiting up to CLOSE_WAIT for another process's lock), then close."""
         with self._write_lock:
@@ -1413,6 +1587,10 @@ def _migrate(db: sqlite3.Connection) -> None:
             for statement in _V3_TABLES.split(";"):
                 if statement.strip():
                     db.execute(statement)
+        if not _has_rollups(db):
+            for statement in _V4_TABLES.split(";"):
+                if statement.strip():
+                    db.execute(statement)
         db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -1421,6 +1599,37 @@ def _migrate(db: sqlite3.Connection) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _has_rollups(db: sqlite3.Connection) -> bool:
+    """A version 4 file: it has the daily rollup tables."""
+    found = db.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'service_days'"
+    ).fetchone()
+    return found is not None
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _rollup(day: int, row: Sequence[Any]) -> DayRollup:
+    up, down, no_data, maintenance, maintenance_down, outages, reasons = row
+    return DayRollup(
+        day,
+        up / 1000,
+        down / 1000,
+        no_data / 1000,
+        maintenance / 1000,
+        maintenance_down / 1000,
+        outages,
+        _reasons(reasons),
+    )
+
+
+def _reasons(text: str) -> dict[str, int]:
+    # Most days have no failure: no JSON to parse.
+    return {} if text in {"", "{}"} else {str(k): int(v) for k, v in json.loads(text).items()}
 
 
 def _has_reasons(db: sqlite3.Connection) -> bool:

@@ -11,14 +11,21 @@ import calendar
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from monai_slo.config.maintenance import Window, merge
 from monai_slo.config.model import Config, Environment, Service
 from monai_slo.history.evaluation import maintenance_windows, service_spans
-from monai_slo.history.store import HistoryStore, IncidentRow, MaintenanceRow, ReasonMark
+from monai_slo.history.rollup import service_rollups
+from monai_slo.history.store import (
+    DayRollup,
+    HistoryStore,
+    IncidentRow,
+    MaintenanceRow,
+    ReasonMark,
+)
 from monai_slo.slo.availability import (
     Segment,
     Span,
@@ -250,6 +257,17 @@ class ServicePeriod:
     """Operators' incidents on the service open at some time in the period."""
     audit: tuple[MaintenanceRow, ...] = ()
     """The stored (CLI) windows among ``windows``: who started and ended them, and when."""
+    archived_until: float | None = None
+    """Days before this come from the daily rollups (older than the full-resolution
+    history): their figures are in ``stats`` and ``days``, but not their outages or spans."""
+    rollups: tuple[DayRollup, ...] = ()
+    """The service's rolled-up days in the period."""
+    check_reasons: tuple[tuple[str, dict[str, int]], ...] = ()
+    """Per check, how often it began failing for each reason on the rolled-up days."""
+
+    @property
+    def archived_outages(self) -> int:
+        return sum(day.outages for day in self.rollups)
 
     @property
     def objective_ratio(self) -> float | None:
@@ -297,6 +315,9 @@ class AvailabilityReport:
     source: str
     retention: float
     environments: tuple[EnvironmentPeriod, ...]
+    archive_retention: float = 0.0
+    archived_until: float | None = None
+    """Days of the period before this come from the daily rollups (None: none do)."""
 
     @property
     def in_progress(self) -> bool:
@@ -309,17 +330,32 @@ def build_report(
     until = max(period.start, min(period.end, now))
     stored = store.maintenance(period.start)
     incidents = store.incidents(period.start)
+    rolled = store.rolled_until()
+    # Whole UTC days before the first one not rolled up come from the rollups.
+    archive_end = None if rolled is None else float(rolled * DAY)
+    split = period.start if archive_end is None else max(period.start, min(until, archive_end))
     environments = tuple(
         EnvironmentPeriod(
             environment,
             tuple(
-                service_period(service, store, period, until, stored, incidents=incidents)
+                service_period(
+                    service, store, period, until, stored, incidents=incidents, split=split
+                )
                 for service in environment.services
             ),
         )
         for environment in config.environments
     )
-    return AvailabilityReport(period, until, now, config.source, config.retention, environments)
+    return AvailabilityReport(
+        period,
+        until,
+        now,
+        config.source,
+        config.retention,
+        environments,
+        config.archive_retention,
+        split if split > period.start else None,
+    )
 
 
 def service_period(
@@ -330,7 +366,11 @@ def service_period(
     stored_maintenance: Sequence[MaintenanceRow],
     *,
     incidents: Sequence[IncidentRow] = (),
+    split: float | None = None,
 ) -> ServicePeriod:
+    """The service over the period: from ``split`` on from full-resolution history, before it
+    (whole UTC days older than the retention) from the daily rollups."""
+    start = period.start if split is None else split
     windows = maintenance_windows(service, stored_maintenance, period.start, period.end)
     ids_in_use = {window.id for window in windows if window.id is not None}
     audit = tuple(row for row in stored_maintenance if row.id in ids_in_use)
@@ -341,9 +381,9 @@ def service_period(
         and incident.overlaps(period.start, period.end)
     )
     excluded = merge(windows)
-    ids, per_check, spans = service_spans(store, service, period.start, until)
-    stats = window_stats(spans, until, until - period.start, excluded)
-    maintenance = _overlap(period.start, until, excluded)
+    ids, per_check, spans = service_spans(store, service, start, until)
+    stats = window_stats(spans, until, until - start, excluded)
+    maintenance = _overlap(start, until, excluded)
     objective = service.objective
     allowed = None
     if objective is not None:
@@ -351,7 +391,7 @@ def service_period(
         allowed = (1 - objective / 100) * (period.seconds - planned_in_period)
     outages = []
     maintenance_down = 0.0
-    marks = store.reasons([i for i in ids if i is not None], period.start, until)
+    marks = store.reasons([i for i in ids if i is not None], start, until)
     checks = [
         _DownSegments(
             ref.config.name, check_id, segments, marks.get(check_id, []) if check_id else []
@@ -369,7 +409,7 @@ def service_period(
             i for i in own_incidents if i.overlaps(span.start, span.end + INCIDENT_SLACK)
         )
         outages.append(Outage(span.start, span.end, planned, ongoing, down, explained))
-    return ServicePeriod(
+    result = ServicePeriod(
         service,
         stats,
         maintenance_down,
@@ -379,16 +419,16 @@ def service_period(
         tuple(excluded),
         tuple(windows),
         tuple(outages),
-        tuple(daily_stats(spans, excluded, period.start, until)),
+        tuple(daily_stats(spans, excluded, start, until)),
         tuple(
             LatencyPeriod(
                 ref.config.name,
                 ref.config.latency.threshold,
                 percent_to_ratio(ref.config.latency.objective),
                 latency_stats(
-                    store.latency_counts(check_id, period.start) if check_id is not None else {},
+                    store.latency_counts(check_id, start) if check_id is not None else {},
                     until,
-                    until - period.start,
+                    until - start,
                     excluded,
                 ),
             )
@@ -397,6 +437,61 @@ def service_period(
         ),
         own_incidents,
         audit,
+    )
+    if start <= period.start:
+        return result
+    return _with_rollups(result, store, ids, period.start, start)
+
+
+def _with_rollups(
+    result: ServicePeriod,
+    store: HistoryStore,
+    ids: Sequence[int | None],
+    start: float,
+    split: float,
+) -> ServicePeriod:
+    """``result`` (from ``split`` on) with the rolled-up days in [start, split) added: their
+    seconds in the totals, one DayStats each (a day without a rollup row had no data)."""
+    service = result.service
+    rollups = service_rollups(store, service, start, split)
+    by_day = {row.day: row for row in rollups}
+    days = []
+    for day in range(int(start // DAY), int(split // DAY)):
+        row = by_day.get(day)
+        lo = float(day * DAY)
+        if row is None:
+            days.append(DayStats(lo, lo + DAY, WindowStats(DAY, 0.0, 0.0, DAY), 0.0))
+        else:
+            stats = WindowStats(DAY, row.up, row.down, row.no_data)
+            days.append(DayStats(lo, lo + DAY, stats, row.maintenance))
+    known = [i for i in ids if i is not None]
+    per_check = store.check_reasons(known, int(start // DAY), int(split // DAY))
+    check_reasons = tuple(
+        (ref.config.name, dict(sorted(per_check[check_id].items())))
+        for ref, check_id in zip(service.checks, ids, strict=True)
+        if check_id is not None and per_check.get(check_id)
+    )
+    archived = WindowStats(
+        split - start,
+        sum(d.stats.up for d in days),
+        sum(d.stats.down for d in days),
+        sum(d.stats.no_data for d in days),
+    )
+    stats = result.stats
+    return replace(
+        result,
+        stats=WindowStats(
+            stats.window + archived.window,
+            stats.up + archived.up,
+            stats.down + archived.down,
+            stats.no_data + archived.no_data,
+        ),
+        maintenance_down=result.maintenance_down + sum(r.maintenance_down for r in rollups),
+        maintenance=result.maintenance + sum(d.maintenance for d in days),
+        days=(*days, *result.days),
+        archived_until=split,
+        rollups=tuple(rollups),
+        check_reasons=check_reasons,
     )
 
 

@@ -198,6 +198,7 @@ def render_report(report: AvailabilityReport) -> str:
         f"<h1>Availability report: {esc(period.title)}</h1>",
         f'<p class="muted">Covers {esc(covered)}. Generated {esc(utc_time(report.generated))} '
         f"UTC by monai-slo {esc(__version__)} from {esc(report.source)}.</p>",
+        *_archive_notice(report),
         "<h2>Summary</h2>",
         _summary_table(services),
     ]
@@ -226,6 +227,50 @@ dl.figures dt{font-size:12px;color:#616161}dl.figures dd{margin:0;font-size:18px
 @media print{body{padding:0;max-width:none}h2{break-after:avoid}}
 """
 )
+
+
+def _archive_notice(report: AvailabilityReport) -> list[str]:
+    """Says where the figures of days older than the full-resolution history come from."""
+    if report.archived_until is None:
+        return []
+    return [
+        f'<p class="archived" data-archived-until="{report.archived_until:.0f}"><b>From daily '
+        f"rollups:</b> the days before {esc(utc_time(report.archived_until, False))} UTC are "
+        "older than the full-resolution history (kept "
+        f"{esc(format_duration(report.retention))}); their figures come from the daily rollups "
+        f"(kept {esc(format_duration(report.archive_retention))}): seconds up, down, without "
+        "data and in maintenance, outages counted and failure reasons with counts per day. "
+        "Those days' outages are not listed one by one, and the state strip starts after "
+        "them.</p>"
+    ]
+
+
+def _archived_table(s: ServicePeriod) -> str:
+    """The rolled-up days with an outage, and each check's failure reasons over them."""
+    if s.archived_until is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(utc_time(day.start, False)[:10])}</td><td class=num>{day.outages}</td>"
+        f"<td class=num>{minutes(day.down)}</td><td class=num>{minutes(day.maintenance_down)}</td>"
+        f"<td>{esc(_counts(day.reasons))}</td></tr>"
+        for day in s.rollups
+        if day.outages or day.down or day.maintenance_down
+    )
+    reasons = "; ".join(f"{name}: {_counts(counts)}" for name, counts in s.check_reasons)
+    table = (
+        "<table><caption style='text-align:left'>Outages per day from the daily rollups "
+        f"({s.archived_outages} in all)</caption><tr><th>Day (UTC)</th><th class=num>Outages"
+        "</th><th class=num>Unplanned down (min)</th><th class=num>Down in maintenance (min)"
+        f"</th><th>Reasons</th></tr>{rows}</table>"
+        if rows
+        else "<p>No outages on the rolled-up days.</p>"
+    )
+    why = f"<p>Failure reasons per check on those days: {esc(reasons)}.</p>" if reasons else ""
+    return f'<div class="archived" data-archived="{s.archived_outages}">{table}{why}</div>'
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} ({count})" for reason, count in sorted(counts.items()))
 
 
 def html_page(title: str, css: str, body: str, head_extra: str = "") -> str:
@@ -297,6 +342,7 @@ def _service_section(report: AvailabilityReport, s: ServicePeriod) -> str:
         f"<h3>{esc(svc.name)} {_met(s)}</h3>"
         f'<dl class="figures">{cells}</dl>'
         f"{_chart(report, s)}"
+        f"{_archived_table(s)}"
         f"{_outages_table(s.outages)}"
         f"{_incidents_table(s.incidents)}"
         f"{_maintenance_table(s)}"
@@ -320,17 +366,21 @@ def _chart(report: AvailabilityReport, s: ServicePeriod) -> str:
     label = (
         f"{svc_label(s)}: state over the period and availability per day; {len(s.outages)} outages"
     )
+    # Rolled-up days keep no spans: the strip starts after them.
+    begin = s.archived_until or period.start
+    offset = width * (begin - period.start) / period.seconds
     svg = (
         f'<svg viewBox="0 0 {width:.0f} {strip + bars + 30:.0f}" role="img" '
-        f'aria-label="{esc(label)}">'
+        f'aria-label="{esc(label)}"><g transform="translate({offset:.2f},0)">'
         + state_strip(
             s.spans,
             s.excluded,
-            period.start,
+            begin,
             report.until,
-            width=width * ((report.until - period.start) / period.seconds),
+            width=width * ((report.until - begin) / period.seconds),
             height=strip,
         )
+        + "</g>"
         + day_bars(s.days, s.objective_ratio, width=width, height=bars, y=strip + 6, slots=slots)
         + "".join(labels)
         + "</svg>"
@@ -494,6 +544,8 @@ def _method(report: AvailabilityReport) -> str:
         "is listed separately. Error budget consumed = unplanned downtime / allowed downtime, "
         "where allowed downtime = (1 &minus; objective) &times; (period &minus; maintenance). "
         "Each outage lists every failure reason of its checks, each from when it began; "
-        "history is kept for "
-        f"{esc(format_duration(report.retention))}, and older time shows as no data.</p>"
+        "full-resolution history is kept for "
+        f"{esc(format_duration(report.retention))}, then one row per check and service per UTC "
+        f"day (the same seconds, outages counted, reasons with counts) for "
+        f"{esc(format_duration(report.archive_retention))}; older time shows as no data.</p>"
     )

@@ -228,7 +228,7 @@ def test_schema_2_database_migrates_in_place(tmp_path: Path) -> None:
         assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
             str(SCHEMA_VERSION),
         )
-        assert SCHEMA_VERSION == 3
+        assert SCHEMA_VERSION == 4
         assert db.execute("SELECT COUNT(*) FROM segments").fetchone() == (2,)
     finally:
         db.close()
