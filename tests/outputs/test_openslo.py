@@ -314,3 +314,16 @@ def test_latency_query_in_promtool(tmp_path: Path) -> None:
             }
         ],
     )
+
+
+def test_a_budget_under_one_time_slice_is_exported_with_a_warning(tmp_path: Path) -> None:
+    """99.999 % over 30 days allows 26 s: less than one 1-minute slice, which the export says
+    (the document is still written); 99.95 % over 7 days (5 minutes) says nothing."""
+    assert openslo_documents(load_config(_config(tmp_path))).warnings == []
+    text = SMALL.replace("objective: 99.95", "objective: 99.999").replace(
+        "window: 7d", "window: 30d"
+    )
+    export = openslo_documents(load_config(_config(tmp_path, text)))
+    assert len(export.warnings) == 1
+    assert "Radiology_Prod/pacs: 99.999% allows 26s" in export.warnings[0]
+    assert any(d["kind"] == "SLO" for d in export.documents)
