@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ("echo", "probes", "scale", "startup", "history", "archive")
+SECTIONS = ("echo", "probes", "scale", "startup", "history", "archive", "canary")
 _NEEDED = ("storescp", "echoscu", "prometheus-blackbox-exporter")
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     _install_missing()
 
     # Imported late: they need the peers' binaries only when they run.
-    from bench import archive, echo, history, machine, probes, report, scale, startup
+    from bench import archive, canary, echo, history, machine, probes, report, scale, startup
 
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = report.Report(machine.describe(), command.strip())
@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if "archive" in sections:
         say("archive: 5 years x 1,000 checks of daily rollups")
         result.add(archive.run(args.quick))
+    if "canary" in sections:
+        say("study_flow: CPU per canary beside plain pynetdicom C-STORE + C-FIND")
+        rows, notes = canary.run(args.quick)
+        result.add(rows)
+        result.notes += notes
     say("done")
     print(report.text(result))
     if args.markdown is not None:
