@@ -13,6 +13,7 @@ import pytest
 
 from monai_slo.checks.base import CheckResult, FailureReason
 from monai_slo.config.model import Config, load_config
+from monai_slo.daemon.daemon import Daemon
 from monai_slo.history import store as store_module
 from monai_slo.history.rollup import archive_and_prune, roll_up
 from monai_slo.history.store import DAY, SCHEMA_VERSION, DayRollup, HistoryStore
@@ -145,6 +146,24 @@ def test_days_aging_out_are_rolled_up_with_the_figures_of_their_segments(tmp_pat
     assert "From daily rollups:" in html
     assert 'data-archived="3"' in html
     assert "echo: refused (1), timeout (1)" in html
+
+
+def test_the_daemon_rolls_up_at_start(tmp_path: Path) -> None:
+    """Where the daemon pruned it now rolls up first: started forty days on, the January
+    days are rolled up."""
+    storage = tmp_path / "history.sqlite"
+    _january(storage)
+    config = load_config(
+        tmp_path / "c.yaml", "listen: 127.0.0.1:0\n" + CONFIG.format(storage=storage)
+    )
+    daemon = Daemon(config, clock=lambda: at("2022-02-10T00:00"))
+    daemon.start()
+    daemon.stop()
+    store = HistoryStore(storage, read_only=True)
+    try:
+        assert len(store.service_days("radiology", "pacs", 0, 10**6)) == 7
+    finally:
+        store.close()
 
 
 def test_rollups_are_kept_for_the_archive_retention(tmp_path: Path) -> None:

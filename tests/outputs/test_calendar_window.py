@@ -97,6 +97,17 @@ def _scrape(port: int) -> dict[tuple[str, str], float]:
     return found
 
 
+def _page(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, list[float]]]:
     storage = tmp_path / "history.sqlite"
@@ -126,12 +137,16 @@ def test_budget_resets_at_midnight_berlin_on_metrics(daemon: tuple[Daemon, list[
     assert (m.AVAILABILITY_RATIO, "30d") not in before  # one SLO window per service
     assert (m.BURN_RATE, "1h") in before  # the alert windows stay rolling
 
+    page = _page(port)
+    assert "this calendar month (since 1 Oct 2026 00:00 Europe/Berlin)" in page
+
     now[0] = BOUNDARY + 1.0
     after = _scrape(port)
     assert after[m.SLO_WINDOW_SECONDS, ""] == NOVEMBER
     assert after[m.ERROR_BUDGET_REMAINING_RATIO, ""] == 1.0
     assert after[m.AVAILABILITY_RATIO, "calendar_month"] == 1.0
     assert after[m.DATA_COVERAGE_RATIO, "calendar_month"] == 1.0
+    assert "this calendar month (since 1 Nov 2026 00:00 Europe/Berlin)" in _page(port)
 
 
 def test_budget_resets_in_evaluation(tmp_path: Path) -> None:
