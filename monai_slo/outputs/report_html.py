@@ -328,6 +328,10 @@ def _service_section(report: AvailabilityReport, s: ServicePeriod) -> str:
         ("Maintenance", f"{minutes(s.maintenance)} min"),
         ("No data", f"{minutes(s.stats.no_data)} min"),
     ]
+    if svc.calendar is not None:
+        # The daemon's budget resets at the zone's midnight; this report's days are UTC days.
+        unit = svc.calendar.unit.removeprefix("calendar_")
+        figures.append(("SLO window", f"calendar {unit}, {svc.calendar.timezone}"))
     for latency in s.latency:
         figures += [
             (

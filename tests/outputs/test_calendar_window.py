@@ -21,6 +21,8 @@ from monai_slo.daemon.scheduler import start_offset
 from monai_slo.history.evaluation import evaluate
 from monai_slo.history.store import HistoryStore
 from monai_slo.outputs import metric_names as m
+from monai_slo.outputs.report import build_report, parse_period
+from monai_slo.outputs.report_html import render_report
 from monai_slo.periods import CalendarWindow
 
 KEY = ("hospital", "pacs", "port")
@@ -158,6 +160,7 @@ def test_budget_resets_in_evaluation(tmp_path: Path) -> None:
     try:
         (before,) = evaluate(config, store, BOUNDARY - 1.0)
         (after,) = evaluate(config, store, BOUNDARY)
+        report = build_report(config, store, parse_period("2026-10"), BOUNDARY)
     finally:
         store.close()
     assert before.slo_window.label == "calendar_month"
@@ -166,3 +169,4 @@ def test_budget_resets_in_evaluation(tmp_path: Path) -> None:
     assert after.slo_window.period == (BOUNDARY, BOUNDARY + NOVEMBER)
     assert after.budget_remaining == 1.0
     assert after.slo_window.stats.availability is None  # nothing measured yet: not a fake 100 %
+    assert "calendar month, Europe/Berlin" in render_report(report)
