@@ -1,4 +1,7 @@
-"""The /metrics collector: every family computed at scrape time from live counters and history."""
+"""The /metrics collector: every family computed at scrape time from live counters and history.
+
+Gauges and counters are :mod:`monai_slo.outputs.exposition`'s deferred families: their rows
+become lines directly (prometheus_client's sample objects only if something asks for them)."""
 
 from __future__ import annotations
 
@@ -7,12 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monai_slo import __version__
@@ -22,6 +20,7 @@ from monai_slo.history.evaluation import ServiceReport, evaluate
 from monai_slo.history.store import HistoryStore
 from monai_slo.history.timeline import TimelineCache
 from monai_slo.outputs import metric_names as m
+from monai_slo.outputs.exposition import Counter, Gauge
 from monai_slo.outputs.lateness import Lateness
 from monai_slo.slo.availability import State
 
@@ -70,13 +69,11 @@ def _check_labels(ref: CheckRef) -> list[str]:
     return [ref.environment, ref.tier, ref.service, ref.config.name, ref.config.kind]
 
 
-def _extra_family(
-    families: dict[str, GaugeMetricFamily], suffix: str, extra_labels: tuple[str, ...]
-) -> GaugeMetricFamily:
+def _extra_family(families: dict[str, Gauge], suffix: str, extra_labels: tuple[str, ...]) -> Gauge:
     """The family for a kind-specific gauge; the first series seen fixes its label names."""
     family = families.get(suffix)
     if family is None:
-        family = GaugeMetricFamily(
+        family = Gauge(
             m.kind_family(suffix),
             f"{suffix} reported by the check",
             labels=[*CHECK_LABELS, *extra_labels],
@@ -153,15 +150,15 @@ class SloCollector(Collector):
         yield from self._checks(config)
         yield from self._services(config, now)
         yield from _study_flow(view, config)
-        build = GaugeMetricFamily(m.BUILD_INFO, "monai-slo build", labels=[m.VERSION])
+        build = Gauge(m.BUILD_INFO, "monai-slo build", labels=[m.VERSION])
         build.add_metric([__version__], 1)
         yield build
-        yield GaugeMetricFamily(
+        yield Gauge(
             m.CONFIG_LAST_RELOAD_SUCCESSFUL,
             "1 if the last config (re)load succeeded",
             value=1 if view.reload_successful else 0,
         )
-        yield GaugeMetricFamily(
+        yield Gauge(
             m.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
             "When the config in use was loaded",
             value=view.reload_timestamp,
@@ -174,12 +171,12 @@ class SloCollector(Collector):
                 buckets=buckets,
                 sum_value=total,
             )
-        yield CounterMetricFamily(
+        yield Counter(
             m.SCHEDULER_MISSED_RUNS,
             "Check runs APScheduler could not start in time (skipped, not queued)",
             value=sum(view.missed().values()),
         )
-        store_errors = CounterMetricFamily(
+        store_errors = Counter(
             m.STORE_ERRORS,
             "Failed history database operations since start (results stay in memory meanwhile)",
             labels=[m.OPERATION],
@@ -187,44 +184,42 @@ class SloCollector(Collector):
         for operation, count in sorted(view.store.error_counts().items()):
             store_errors.add_metric([operation], count)
         yield store_errors
-        yield GaugeMetricFamily(
+        yield Gauge(
             m.STORE_HEALTHY,
             "1 while the history database is written normally (0: failing or damaged)",
             value=1 if view.store.healthy() else 0,
         )
-        yield GaugeMetricFamily(
+        yield Gauge(
             m.STORE_BUFFERED_RECORDS,
             "Changed segments and hourly run counters waiting for a history write",
             value=view.store.buffered(),
         )
-        yield CounterMetricFamily(
+        yield Counter(
             m.STORE_DROPPED_RECORDS,
             "Buffered records never written because the buffer was full",
             value=view.store.dropped,
         )
 
     def _checks(self, config: Config) -> Iterator[Metric]:
-        up = GaugeMetricFamily(m.CHECK_UP, "1 if the last run succeeded", labels=CHECK_LABELS)
-        duration = GaugeMetricFamily(
-            m.CHECK_DURATION_SECONDS, "Duration of the last run", labels=CHECK_LABELS
-        )
-        last_ts = GaugeMetricFamily(
+        up = Gauge(m.CHECK_UP, "1 if the last run succeeded", labels=CHECK_LABELS)
+        duration = Gauge(m.CHECK_DURATION_SECONDS, "Duration of the last run", labels=CHECK_LABELS)
+        last_ts = Gauge(
             m.CHECK_LAST_RUN_TIMESTAMP_SECONDS,
             "Start of the last run",
             labels=CHECK_LABELS,
         )
-        runs = CounterMetricFamily(m.CHECK_RUNS, "Runs since start", labels=CHECK_LABELS)
-        failures = CounterMetricFamily(
+        runs = Counter(m.CHECK_RUNS, "Runs since start", labels=CHECK_LABELS)
+        failures = Counter(
             m.CHECK_FAILURES,
             "Failed runs since start by reason",
             labels=[*CHECK_LABELS, m.REASON],
         )
-        skipped = CounterMetricFamily(
+        skipped = Counter(
             m.CHECK_SKIPPED_RUNS,
             "Runs not started because the previous run was still going",
             labels=CHECK_LABELS,
         )
-        extra: dict[str, GaugeMetricFamily] = {}
+        extra: dict[str, Gauge] = {}
         counters = self.view.counters
         skipped_counts = self.view.skipped()
         with counters.lock:
@@ -246,70 +241,71 @@ class SloCollector(Collector):
                     names = tuple(series.labels)
                     family = _extra_family(extra, series.name, names)
                     family.add_metric([*labels, *series.labels.values()], series.value)
-        yield from (up, duration, last_ts, runs, failures, skipped, *extra.values())
+        families: tuple[Metric, ...] = (up, duration, last_ts, runs, failures, skipped)
+        yield from (*families, *extra.values())
 
     def _services(self, config: Config, now: float) -> Iterator[Metric]:
-        service_up = GaugeMetricFamily(
+        service_up = Gauge(
             m.SERVICE_UP,
             "1 up, 0 down (any check down); absent with no data",
             labels=SERVICE_LABELS,
         )
-        availability = GaugeMetricFamily(
+        availability = Gauge(
             m.AVAILABILITY_RATIO,
             "Time-weighted availability over the window",
             labels=[*SERVICE_LABELS, m.WINDOW],
         )
-        coverage = GaugeMetricFamily(
+        coverage = Gauge(
             m.DATA_COVERAGE_RATIO,
             "Share of the window with data",
             labels=[*SERVICE_LABELS, m.WINDOW],
         )
-        objective = GaugeMetricFamily(
+        objective = Gauge(
             m.OBJECTIVE_RATIO,
             "Availability objective (absent for best-effort tiers)",
             labels=SERVICE_LABELS,
         )
-        window_seconds = GaugeMetricFamily(
+        window_seconds = Gauge(
             m.SLO_WINDOW_SECONDS,
             "Length of the SLO window (a calendar window: its current period)",
             labels=SERVICE_LABELS,
         )
-        budget = GaugeMetricFamily(
+        budget = Gauge(
             m.ERROR_BUDGET_REMAINING_RATIO,
             "Share of the SLO window's error budget left (negative when overspent)",
             labels=SERVICE_LABELS,
         )
-        burn = GaugeMetricFamily(
+        burn = Gauge(
             m.BURN_RATE,
             "Error budget burn rate over the window (1 = exactly on budget)",
             labels=[*SERVICE_LABELS, m.WINDOW],
         )
-        maintenance = GaugeMetricFamily(
+        maintenance = Gauge(
             m.MAINTENANCE_ACTIVE,
             "1 while the service is in planned maintenance",
             labels=SERVICE_LABELS,
         )
-        latency_ratio = GaugeMetricFamily(
+        latency_ratio = Gauge(
             m.LATENCY_RATIO,
             "Share of the window's runs that succeeded within the latency threshold",
             labels=[*CHECK_LABELS, m.WINDOW],
         )
-        latency_objective = GaugeMetricFamily(
+        latency_objective = Gauge(
             m.LATENCY_OBJECTIVE_RATIO,
             "Latency objective: share of runs to succeed within the threshold",
             labels=CHECK_LABELS,
         )
-        latency_threshold = GaugeMetricFamily(
+        latency_threshold = Gauge(
             m.LATENCY_THRESHOLD_SECONDS,
             "A run slower than this misses the latency objective",
             labels=CHECK_LABELS,
         )
-        latency_burn = GaugeMetricFamily(
+        latency_burn = Gauge(
             m.LATENCY_BURN_RATE,
             "Latency error budget burn rate over the window (1 = exactly on budget)",
             labels=[*CHECK_LABELS, m.WINDOW],
         )
-        latency_budget = GaugeMetricFamily(
+        latency_budget = Gauge(
             m.LATENCY_ERROR_BUDGET_REMAINING_RATIO,
             "Share of the SLO window's budget of slow runs left (negative when overspent)",
             labels=CHECK_LABELS,
@@ -416,7 +412,7 @@ def _study_flow(view: DaemonView, config: Config) -> Iterator[Metric]:
         "Canary latency from the C-STORE's success to first sight, per stage (and end_to_end)",
         labels=[*CHECK_LABELS, m.STAGE],
     )
-    in_flight = GaugeMetricFamily(
+    in_flight = Gauge(
         m.STUDY_FLOW_IN_FLIGHT, "Canaries sent and not yet seen everywhere", labels=CHECK_LABELS
     )
     pending = view.in_flight()
