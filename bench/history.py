@@ -333,6 +333,7 @@ _STATUS_IMPORTS = (
 def _status_parts(config_path: Path, runs: int, env: Mapping[str, str]) -> StatusParts:
     from monai_slo.commands.status_tables import service_checks_table, status_table
     from monai_slo.history.timeline import TimelineCache
+    from monai_slo.outputs.status_data import status_data
 
     loaded = load_config(config_path)
     store = HistoryStore(loaded.storage, retention=loaded.retention, read_only=True)
@@ -350,8 +351,9 @@ def _status_parts(config_path: Path, runs: int, env: Mapping[str, str]) -> Statu
         store.close()
 
     def render() -> None:
-        status_table(reports, width=200)
-        service_checks_table(reports, width=200)
+        document = status_data(reports, source="history")  # what the tables are drawn from
+        status_table(document["services"], width=200)
+        service_checks_table(document["checks"], width=200)
 
     return StatusParts(
         imports=_python(_STATUS_IMPORTS, runs, env),

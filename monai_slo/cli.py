@@ -70,6 +70,16 @@ def config_option(parser: argparse.ArgumentParser, *, nested: bool = False) -> N
     )
 
 
+def source_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        choices=("auto", "daemon", "history"),
+        default="auto",
+        help="auto (default): the running daemon at the config's listen address, else the "
+        "history file",
+    )
+
+
 def output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
@@ -112,11 +122,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--service", help="only the checks of this service")
     verb("validate", "validate the config and warn about unmeasurable objectives", _validate)
     status = verb(
-        "status", "availability, error budget and burn rate per service, from history", _status
+        "status",
+        "availability, error budget and burn rate per service, from the daemon or history",
+        _status,
     )
     tiers = verb(
         "tiers", "the operating-environment tiers and their allowed downtime", _tiers, config=False
     )
+    source_option(status)
     for sub in (check, status):
         sub.add_argument("--wide", action="store_true", help="every column, however wide")
     for sub in (check, status, tiers):
@@ -143,7 +156,33 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "-o", "--output", help="file to write (default: ./monai-slo-report-PERIOD.html)"
     )
-    maintenance = verb("maintenance", "start, stop or list planned maintenance", _maintenance)
+    _maintenance_parser(
+        verb("maintenance", "start, stop or list planned maintenance", _maintenance)
+    )
+    _incident_parser(verb("incident", "open, update, resolve or list incidents", _incident))
+    demo = verb(
+        "demo",
+        "run the daemon against local simulated peers, one of them flaky",
+        _demo,
+        config=False,
+    )
+    demo.add_argument("--listen", default="127.0.0.1:9790", help="metrics address (host:port)")
+    demo.add_argument(
+        "--storage",
+        default="monai-slo-demo.sqlite",
+        help="history file (default: ./monai-slo-demo.sqlite)",
+    )
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument(
+        "--every",
+        type=float,
+        default=15.0,
+        help="print the status table every N seconds (0: never)",
+    )
+    return parser
+
+
+def _maintenance_parser(maintenance: argparse.ArgumentParser) -> None:
     actions = maintenance.add_subparsers(dest="action", required=True, metavar="ACTION")
     begin = actions.add_parser("start", help="start (or schedule) a maintenance window")
     end = actions.add_parser("stop", help="end active maintenance early")
@@ -173,27 +212,6 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--past", type=_duration, default=86400.0, help="also show windows ended within this"
     )
-    _incident_parser(verb("incident", "open, update, resolve or list incidents", _incident))
-    demo = verb(
-        "demo",
-        "run the daemon against local simulated peers, one of them flaky",
-        _demo,
-        config=False,
-    )
-    demo.add_argument("--listen", default="127.0.0.1:9790", help="metrics address (host:port)")
-    demo.add_argument(
-        "--storage",
-        default="monai-slo-demo.sqlite",
-        help="history file (default: ./monai-slo-demo.sqlite)",
-    )
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
-    demo.add_argument(
-        "--every",
-        type=float,
-        default=15.0,
-        help="print the status table every N seconds (0: never)",
-    )
-    return parser
 
 
 def _conformance_parser(conformance: argparse.ArgumentParser) -> None:
@@ -271,7 +289,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from monai_slo.commands.status import status_command
 
-    return status_command(_load(args), args.output, wide=args.wide)
+    return status_command(_load(args), args.output, wide=args.wide, source=args.source)
 
 
 def _tiers(args: argparse.Namespace) -> int:

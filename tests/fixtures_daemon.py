@@ -150,11 +150,11 @@ class DaemonProcess:
         return data.decode()
 
     def cli(
-        self, *args: str, env: dict[str, str] | None = None
+        self, *args: str, env: dict[str, str] | None = None, config: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """``monai-slo ARGS -c CONFIG`` (the daemon's own config)."""
+        """``monai-slo ARGS -c CONFIG`` (the daemon's own config unless another is given)."""
         return subprocess.run(
-            [sys.executable, "-m", "monai_slo", *args, "-c", str(self.config)],
+            [sys.executable, "-m", "monai_slo", *args, "-c", str(config or self.config)],
             capture_output=True,
             text=True,
             timeout=60,

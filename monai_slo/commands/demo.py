@@ -15,6 +15,7 @@ from monai_slo.commands.text_table import colour_enabled
 from monai_slo.config.model import load_config
 from monai_slo.daemon.daemon import Daemon
 from monai_slo.history.evaluation import evaluate
+from monai_slo.outputs.status_data import status_data
 from monai_slo.testing.peers import FlakyHttpPeer, VerificationPeer
 
 # The gateway blips for 15 s of every 2 minutes (first after 105 s): enough to see the
@@ -67,7 +68,8 @@ def run_demo(*, listen: str, storage: Path, duration: float | None, every: float
         def printer() -> None:
             while not stop_printing.wait(every):
                 reports = evaluate(daemon.config, daemon.store, daemon.clock())
-                text = status_table(reports, width=out.width, colour=colour_enabled())
+                services = status_data(reports)["services"]
+                text = status_table(services, width=out.width, colour=colour_enabled())
                 out.file.write(text + "\n")
                 out.file.flush()
 

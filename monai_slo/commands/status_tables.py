@@ -1,29 +1,31 @@
 """``monai-slo status`` as text: the services (one table per environment, one wide table, or one
 block per service below 100 columns) and the checks' last results, which can be thousands of
-rows. Plain text (:mod:`monai_slo.commands.text_table`): rich took most of a second to lay
-out 1,000 check rows; the layout rules are the same (every line fits, numbers are never cut,
-names and details fold), and colour is added on a terminal only.
+rows, drawn from the status document (monai_slo.outputs.status_data), whichever process
+computed it (the daemon or this one from history). Plain text
+(:mod:`monai_slo.commands.text_table`): rich took most of a second to lay out 1,000 check
+rows; the layout rules are the same (every line fits, numbers are never cut, names and details
+fold), and colour is added on a terminal only.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 from monai_slo.commands import text_table
 from monai_slo.commands.text_table import CYAN, DIM, GREEN, RED, YELLOW, Cell, Column, Styled
 from monai_slo.durations import format_duration
 from monai_slo.safe_text import clean
-from monai_slo.slo.availability import State
 
-if TYPE_CHECKING:
-    from monai_slo.history.evaluation import CheckReport, LatencyReport, ServiceReport
+Entry = dict[str, Any]
+"""A service or check of the status document."""
 
 _STATE = {
-    State.UP: ("UP", GREEN),
-    State.DOWN: ("DOWN", RED),
-    State.NO_DATA: ("NO DATA", YELLOW),
+    "up": ("UP", GREEN),
+    "down": ("DOWN", RED),
+    "no_data": ("NO DATA", YELLOW),
+    "pending": ("PENDING", CYAN),  # a canary on its way: the verdict is still to come
 }
 SUMMARY_WINDOWS = ("1h", "1d")
 COMPACT_WIDTH = 100
@@ -56,9 +58,16 @@ def _budget(remaining: float | None) -> Cell:
     return Styled(text, RED if remaining < 0 else YELLOW)
 
 
-def _state(state: State, maintenance: bool = False) -> Styled:
-    word, sgr = _STATE[state]
+def _state(state: str, maintenance: bool = False, in_flight: int | None = None) -> Styled:
+    word, sgr = _STATE.get(state, (clean(state, 20).upper(), YELLOW))
+    if in_flight:
+        word += f" ({in_flight} in flight)"
     return Styled(f"{word} (maintenance)", CYAN) if maintenance else Styled(word, sgr)
+
+
+def _window(service: Entry, label: str) -> dict[str, Any]:
+    found: dict[str, Any] = service["windows"].get(label, {})
+    return found
 
 
 def _objective(objective: float | None) -> str:
@@ -74,7 +83,7 @@ def _number(name: str) -> Column:
 
 
 def status_table(
-    reports: Iterable[ServiceReport],
+    services: Iterable[Entry],
     *,
     wide: bool = False,
     width: int | None = None,
@@ -83,27 +92,25 @@ def status_table(
     """The services: one table per environment (its SLO window in the header, so the service
     name keeps the room), one wide table with ``wide``, one block per service below 100
     columns."""
-    reports = list(reports)
+    entries = list(services)
     size = width or 200
     if wide:
-        return _status_wide(reports, size, colour)
+        return _status_wide(entries, size, colour)
     if width is not None and width < COMPACT_WIDTH:
-        return _status_blocks(reports, size, colour)
-    by_environment: dict[str, list[ServiceReport]] = {}
-    for report in reports:
-        by_environment.setdefault(report.service.environment, []).append(report)
+        return _status_blocks(entries, size, colour)
+    by_environment: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_environment.setdefault(entry["environment"], []).append(entry)
     parts = ["services\n"]
     for environment, group in by_environment.items():
-        windows = sorted({r.slo_window.label for r in group})
+        windows = sorted({str(e["slo_window"]) for e in group})
         slo_header = f"SLO {windows[0]}" if len(windows) == 1 else "SLO WINDOW"
         columns = [Column("SERVICE", fold=True), Column("STATE")] + [
             _number(name)
             for name in (*SUMMARY_WINDOWS, slo_header, "OBJECTIVE", "BUDGET", "BURN 1h")
         ]
-        rows = [
-            [clean(r.service.name), *_figures(r, window_suffix=len(windows) > 1)] for r in group
-        ]
-        title = f"{clean(environment)} ({group[0].service.tier})"
+        rows = [[clean(e["service"]), *_figures(e, window_suffix=len(windows) > 1)] for e in group]
+        title = f"{clean(environment)} ({group[0]['tier']})"
         parts.append(text_table.render(title, columns, rows, width=size, colour=colour))
     parts.append(_note(size, colour))
     return "\n".join(parts)
@@ -114,7 +121,7 @@ def _note(width: int, colour: bool) -> str:
     return f"\x1b[{DIM}m{lines.rstrip()}\x1b[0m\n" if colour else lines
 
 
-def _status_wide(reports: Sequence[ServiceReport], width: int, colour: bool) -> str:
+def _status_wide(entries: Sequence[Entry], width: int, colour: bool) -> str:
     columns = [Column("ENVIRONMENT", fold=True), Column("TIER"), Column("SERVICE", fold=True)]
     columns += [Column("STATE")] + [
         _number(name)
@@ -122,13 +129,13 @@ def _status_wide(reports: Sequence[ServiceReport], width: int, colour: bool) -> 
     ]
     rows = [
         [
-            clean(r.service.environment),
-            str(r.service.tier),
-            clean(r.service.name),
-            *_figures(r, window_suffix=True),
-            percent(r.slo_window.stats.coverage, 1),
+            clean(e["environment"]),
+            str(e["tier"]),
+            clean(e["service"]),
+            *_figures(e, window_suffix=True),
+            percent(_window(e, e["slo_window"]).get("data_coverage_ratio"), 1),
         ]
-        for r in reports
+        for e in entries
     ]
     return (
         text_table.render("services", columns, rows, width=width, colour=colour)
@@ -137,45 +144,43 @@ def _status_wide(reports: Sequence[ServiceReport], width: int, colour: bool) -> 
     )
 
 
-def _figures(report: ServiceReport, *, window_suffix: bool) -> list[Cell]:
+def _figures(entry: Entry, *, window_suffix: bool) -> list[Cell]:
     """STATE, the summary windows, the SLO window, OBJECTIVE, BUDGET, BURN 1h of one service."""
-    by_label = {w.label: w for w in report.windows}
-    slo = report.slo_window
-    availability = percent(slo.stats.availability)
+    label = entry["slo_window"]
+    availability = percent(_window(entry, label).get("availability_ratio"))
     return [
-        _state(report.state, report.maintenance_active),
-        *(percent(by_label[label].stats.availability) for label in SUMMARY_WINDOWS),
-        f"{availability} /{slo.label}" if window_suffix else availability,
-        _objective(report.service.objective),
-        _budget(report.budget_remaining),
-        _burn(by_label["1h"].burn_rate),
+        _state(entry["state"], bool(entry.get("maintenance"))),
+        *(percent(_window(entry, w).get("availability_ratio")) for w in SUMMARY_WINDOWS),
+        f"{availability} /{label}" if window_suffix else availability,
+        _objective(entry["objective_percent"]),
+        _budget(entry["error_budget_remaining_ratio"]),
+        _burn(_window(entry, "1h").get("burn_rate")),
     ]
 
 
-def _status_blocks(reports: Sequence[ServiceReport], width: int, colour: bool) -> str:
+def _status_blocks(entries: Sequence[Entry], width: int, colour: bool) -> str:
     parts = ["services\n"]
-    for report in reports:
-        service = report.service
-        by_label = {w.label: w for w in report.windows}
-        slo = report.slo_window
-        state = _state(report.state, report.maintenance_active)
-        budget = _budget(report.budget_remaining)
+    for entry in entries:
+        label = entry["slo_window"]
+        state = _state(entry["state"], bool(entry.get("maintenance")))
+        budget = _budget(entry["error_budget_remaining_ratio"])
         availability = "  ".join(
-            f"{label} {percent(by_label[label].stats.availability)}" for label in SUMMARY_WINDOWS
+            f"{w} {percent(_window(entry, w).get('availability_ratio'))}" for w in SUMMARY_WINDOWS
         )
+        slo_availability = percent(_window(entry, label).get("availability_ratio"))
         rows: list[list[Cell]] = [
-            ["state", Styled(f"{state.text}  ({service.tier})", state.sgr)],
-            ["availability", f"{availability}  {slo.label} {percent(slo.stats.availability)}"],
+            ["state", Styled(f"{state.text}  ({entry['tier']})", state.sgr)],
+            ["availability", f"{availability}  {label} {slo_availability}"],
             [
                 "objective",
-                f"{_objective(service.objective)}  budget "
+                f"{_objective(entry['objective_percent'])}  budget "
                 f"{budget.text if isinstance(budget, Styled) else budget}"
-                f"  burn 1h {_burn(by_label['1h'].burn_rate)}",
+                f"  burn 1h {_burn(_window(entry, '1h').get('burn_rate'))}",
             ],
         ]
         parts.append(
             text_table.render(
-                clean(f"{service.environment} / {service.name}"),
+                clean(f"{entry['environment']} / {entry['service']}"),
                 [Column(""), Column("", fold=True)],
                 rows,
                 width=width,
@@ -188,7 +193,7 @@ def _status_blocks(reports: Sequence[ServiceReport], width: int, colour: bool) -
 
 
 def service_checks_table(
-    reports: Iterable[ServiceReport],
+    checks: Iterable[Entry],
     *,
     wide: bool = False,
     width: int = 200,
@@ -196,10 +201,10 @@ def service_checks_table(
     now: float | None = None,
 ) -> str:
     """Every check's state, last run, share of good runs and last failure."""
-    reports = list(reports)
+    entries = list(checks)
     now = time.time() if now is None else now
     # Latency objectives are shown whenever one exists: they are part of the verdict.
-    with_latency = wide or any(report.latency for report in reports)
+    with_latency = wide or any(entry.get("latency") for entry in entries)
     names = ("ENVIRONMENT", "SERVICE", "CHECK", "KIND") if wide else ("SERVICE / CHECK",)
     columns = [Column(name, fold=True) for name in names]
     columns += [Column("STATE"), Column("LAST RUN")]
@@ -210,52 +215,52 @@ def service_checks_table(
         columns.append(Column("LATENCY", fold=True))
     columns.append(Column("REASON / DETAIL", fold=True))
     rows: list[list[Cell]] = []
-    for report in reports:
-        latency = {lr.ref.key: lr for lr in report.latency}
-        service = report.service
-        for check in report.checks:
-            last = check.last
-            ok_ratio = None if check.runs == 0 else (check.runs - check.failures) / check.runs
-            config = check.ref.config
-            row: list[Cell] = (
-                [clean(service.environment), clean(service.name), clean(config.name), config.kind]
-                if wide
-                else [clean(f"{service.name} / {config.name}")]
-            )
-            row += [_state(check.state), "never" if last is None else _ago(last.timestamp, now)]
-            if wide:
-                row.append("" if last is None else f"{last.duration * 1000:.1f} ms")
-            row.append(f"{percent(ok_ratio, 2)} of {check.runs}")
-            if with_latency:
-                row.append(_latency(latency.get(check.ref.key)))
-            row.append(_why(check))
-            rows.append(row)
+    for check in entries:
+        runs, failures = check["runs"], check["failures"]
+        ok_ratio = None if runs == 0 else (runs - failures) / runs
+        last_run, duration = check["last_run"], check["last_duration_seconds"]
+        labels = (check["environment"], check["service"], check["check"], check["kind"])
+        row: list[Cell] = (
+            [clean(label) for label in labels]
+            if wide
+            else [clean(f"{check['service']} / {check['check']}")]
+        )
+        row += [
+            _state(check["state"], in_flight=check.get("in_flight")),
+            "never" if last_run is None else _ago(last_run, now),
+        ]
+        if wide:
+            row.append("" if duration is None else f"{duration * 1000:.1f} ms")
+        row.append(f"{percent(ok_ratio, 2)} of {runs}")
+        if with_latency:
+            row.append(_latency(check.get("latency")))
+        row.append(_why(check))
+        rows.append(row)
     return text_table.render("checks (last result)", columns, rows, width=width, colour=colour)
 
 
-def _why(check: CheckReport) -> str:
+def _why(check: Entry) -> str:
     """The last failure, and while down the earlier reasons of this outage before it."""
-    last = check.last
-    if last is None or last.success:
+    if check["reason"] is None:
         return ""
-    text = f"{last.reason}: {last.detail}"
-    earlier = [mark for mark in check.outage_reasons if mark.reason != str(last.reason)]
+    text = f"{check['reason']}: {check['detail']}"
+    earlier = [mark for mark in check["outage_reasons"] if mark["reason"] != check["reason"]]
     if earlier:
         text += "; earlier in this outage: " + ", ".join(
-            dict.fromkeys(mark.reason or "failed" for mark in earlier)
+            dict.fromkeys(mark["reason"] or "failed" for mark in earlier)
         )
     return clean(text, REASON_LIMIT)
 
 
-def _latency(report: LatencyReport | None) -> str:
+def _latency(latency: dict[str, Any] | None) -> str:
     """``97.00% ≤ 500ms /1d of 99%, budget -200.0%, burn 1h 3.00x`` ("—" without an objective)."""
-    if report is None:
+    if latency is None:
         return "—"
-    slo = report.slo_window
-    burn = next((w.burn_rate for w in report.windows if w.label == "1h"), None)
+    burn = latency.get("windows", {}).get("1h", {}).get("burn_rate")
     return (
-        f"{percent(slo.stats.ratio, 2)} ≤ {format_duration(report.threshold)} /{slo.label} "
-        f"of {report.objective_ratio * 100:g}%, budget {budget_words(report.budget_remaining)}, "
+        f"{percent(latency['ratio'], 2)} ≤ {format_duration(latency['threshold_seconds'])} "
+        f"/{latency.get('slo_window', '')} of {latency['objective_ratio'] * 100:g}%, "
+        f"budget {budget_words(latency['error_budget_remaining_ratio'])}, "
         f"burn 1h {'—' if burn is None else f'{burn:.2f}x'}"
     )
 

@@ -67,18 +67,21 @@ def call(
     document: Any = None,
     *,
     timeout: float = 10.0,
+    connect_timeout: float | None = None,
 ) -> tuple[int, Any]:
-    """One request; (status, decoded JSON answer). Raises ApiError when no JSON answer came
-    within ``timeout`` seconds in all (connecting, TLS and reading included)."""
+    """One request; (status, decoded JSON answer). Raises ApiError when no connection (TLS
+    included) was made within ``connect_timeout`` (default: ``timeout``) or no JSON answer
+    came within ``timeout`` seconds in all."""
     parts = urlsplit(endpoint.url)
     deadline = time.monotonic() + timeout
+    first = timeout if connect_timeout is None else min(connect_timeout, timeout)
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
         conn = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=timeout, context=_context(endpoint.ca_file)
+            parts.hostname or "", parts.port, timeout=first, context=_context(endpoint.ca_file)
         )
     else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=first)
     headers = {"Accept": "application/json", "User-Agent": "monai-slo"}
     if endpoint.user is not None:
         token = f"{endpoint.user}:{endpoint.password or ''}".encode()
@@ -88,9 +91,13 @@ def call(
         body = json.dumps(document).encode()
         headers["Content-Type"] = "application/json"
     try:
-        conn.request(method, parts.path + path, body=body, headers=headers)
+        try:
+            conn.connect()
+        except TimeoutError:
+            raise ApiError(f"no connection within {first:g} s") from None
         if conn.sock is not None:  # what is left of the budget for the answer
             conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        conn.request(method, parts.path + path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read(MAX_ANSWER)
         status = response.status

@@ -57,7 +57,7 @@ def test_status_api_is_the_history_status_from_memory(tmp_path: Path, peer: Http
         until(lambda: daemon.api("GET", "/api/v1/status")[1]["services"][0]["state"] == "up")
         time.sleep(1.5)  # a flush (every second) has written the recovery to the file
         _, before = daemon.api("GET", "/api/v1/status")
-        cli = daemon.cli("status", "-o", "json")
+        cli = daemon.cli("status", "--source", "history", "-o", "json")
         _, after = daemon.api("GET", "/api/v1/status")
     assert cli.returncode == 0, cli.stderr
     history = json.loads(cli.stdout)
@@ -101,7 +101,8 @@ def test_a_canary_in_flight_is_pending_not_up(tmp_path: Path) -> None:
                 return document if document["checks"][0]["in_flight"] >= 2 else None
 
             document = until(two_in_flight, 20, "two canaries in flight")
-            history = daemon.cli("status", "-o", "json")
+            history = daemon.cli("status", "--source", "history", "-o", "json")
+            table = daemon.cli("status")  # asks the daemon: the only one that knows
     [check], [service] = document["checks"], document["services"]
     assert check["state"] == "pending" and check["kind"] == "study_flow"
     assert service["state"] == "pending"
@@ -109,6 +110,9 @@ def test_a_canary_in_flight_is_pending_not_up(tmp_path: Path) -> None:
     assert history.returncode == 0, history.stderr
     [stored] = json.loads(history.stdout)["checks"]
     assert stored["state"] != "pending" and stored["in_flight"] is None
+    assert table.returncode == 0, table.stderr
+    assert "PENDING" in table.stdout and "in flight)" in table.stdout
+    assert table.stderr.startswith(f"source: daemon at 127.0.0.1:{daemon.port}")
 
 
 def test_maintenance_through_the_api_is_audited_and_ends(tmp_path: Path, peer: HttpPeer) -> None:
@@ -188,6 +192,11 @@ def test_basic_auth_names_the_author_and_refuses_wrong_credentials(
         status, started = daemon.api("POST", MAINTENANCE, window)
         assert status == 201 and started["created_by"] == USER
         assert daemon.api("GET", "/api/v1/status", auth=right)[0] == 200
+        # `status` cannot log in: it reads the history file and says why.
+        until((daemon.config.parent / "history.sqlite").exists)
+        fallback = daemon.cli("status")
+        assert fallback.returncode == 0, fallback.stderr
+        assert "source: history file" in fallback.stderr and "needs basic auth" in fallback.stderr
 
 
 @pytest.fixture

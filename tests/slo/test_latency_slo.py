@@ -244,6 +244,7 @@ def test_status_status_page_and_report_show_the_latency_objective(tmp_path: Path
     from monai_slo.history.evaluation import evaluate
     from monai_slo.outputs.report import build_report, parse_period
     from monai_slo.outputs.report_html import render_report
+    from monai_slo.outputs.status_data import status_data
     from monai_slo.outputs.status_page import StatusPage
 
     config = _config(
@@ -262,7 +263,7 @@ def test_status_status_page_and_report_show_the_latency_objective(tmp_path: Path
             store.record(ref.key, "http", result, ref.config.staleness, 0.05)
         assert store.flush()
         reports = evaluate(config, store, now)
-        table = service_checks_table(reports, width=250)
+        table = service_checks_table(status_data(reports)["checks"], width=250)
         assert (
             "75.00% ≤ 50ms /1d of 99%" in table and "overspent 25.0x" in table
         )  # -2400 % left, in words
