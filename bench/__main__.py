@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ("echo", "probes", "scale", "startup", "history", "archive", "canary")
+SECTIONS = ("echo", "probes", "scale", "scrape", "startup", "history", "archive", "canary")
 _NEEDED = ("storescp", "echoscu", "prometheus-blackbox-exporter")
 
 
@@ -55,7 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     _install_missing()
 
     # Imported late: they need the peers' binaries only when they run.
-    from bench import archive, canary, echo, history, machine, probes, report, scale, startup
+    from bench import (
+        archive,
+        canary,
+        echo,
+        history,
+        machine,
+        probes,
+        report,
+        scale,
+        scrape,
+        startup,
+    )
 
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = report.Report(machine.describe(), command.strip())
@@ -77,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         rows, log = scale.run(args.quick, duration, sizes, args.scale_limit)
         result.add(rows)
         result.notes += log
+    if "scrape" in sections:
+        say("/metrics at 5,000 and 20,000 checks, in process")
+        result.add(scrape.run(args.quick))
     if "startup" in sections:
         say("start-up: tiers, validate, status on a small config")
         result.add(startup.run(args.quick))
