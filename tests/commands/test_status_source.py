@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.fixtures_daemon import DaemonProcess, until
@@ -17,6 +18,7 @@ def _check(peer: HttpPeer) -> dict[str, object]:
     return {"name": "web", "kind": "http", "url": peer.url, "interval": "0.5s", "timeout": "0.4s"}
 
 
+@pytest.mark.slow
 def test_status_uses_the_daemon_then_history_when_it_is_gone(tmp_path: Path) -> None:
     with HttpPeer() as peer:
         daemon = DaemonProcess(tmp_path, checks=[_check(peer)])

@@ -46,6 +46,7 @@ def peer() -> Iterator[HttpPeer]:
         yield running
 
 
+@pytest.mark.slow
 def test_status_api_is_the_history_status_from_memory(tmp_path: Path, peer: HttpPeer) -> None:
     """After an outage, the API's figures bracket those `status -o json` reads from the file
     between two API calls (time only adds up-time and coverage while the check stays up)."""
@@ -115,6 +116,7 @@ def test_a_canary_in_flight_is_pending_not_up(tmp_path: Path) -> None:
     assert table.stderr.startswith(f"source: daemon at 127.0.0.1:{daemon.port}")
 
 
+@pytest.mark.slow
 def test_maintenance_through_the_api_is_audited_and_ends(tmp_path: Path, peer: HttpPeer) -> None:
     with DaemonProcess(tmp_path, checks=[_http_check(peer)]) as daemon:
         status, started = daemon.api(
@@ -178,6 +180,7 @@ def test_changes_need_auth_unless_on_loopback() -> None:
     assert changes_refused(True, "0.0.0.0") is None
 
 
+@pytest.mark.slow
 def test_basic_auth_names_the_author_and_refuses_wrong_credentials(
     tmp_path: Path, peer: HttpPeer
 ) -> None:
