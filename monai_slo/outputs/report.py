@@ -12,7 +12,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from monai_slo.config.maintenance import Window, merge
@@ -26,6 +26,7 @@ from monai_slo.history.store import (
     MaintenanceRow,
     ReasonMark,
 )
+from monai_slo.periods import zone
 from monai_slo.slo.availability import (
     Segment,
     Span,
@@ -58,7 +59,7 @@ Interval = tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """[start, end) in UTC, whole days."""
+    """[start, end), whole days in ``zone`` (UTC unless :meth:`in_zone` moved it)."""
 
     start: float
     end: float
@@ -66,10 +67,37 @@ class Period:
     """As given: ``2026-11`` or ``2026-11-05..2026-11-20``; used in the default file name."""
     title: str
     """For people: ``November 2026`` or ``5 Nov 2026 to 20 Nov 2026``."""
+    first: date | None = None
+    after: date | None = None
+    """The first day and the day after the last."""
+    zone: str = "UTC"
 
     @property
     def seconds(self) -> float:
         return self.end - self.start
+
+    def in_zone(self, name: str) -> Period:
+        """The same days from midnight to midnight in the IANA zone ``name`` (a calendar
+        window's zone: an SLA month in Berlin starts at Berlin's midnight)."""
+        if name == self.zone or self.first is None or self.after is None:
+            return self
+        tz = zone(name)
+        return replace(
+            self,
+            start=_midnight(self.first, tz),
+            end=_midnight(self.after, tz),
+            zone=name,
+        )
+
+    def day_starts(self) -> list[float]:
+        """Each day's first instant in ``zone``, and the period's end: 23 or 25 hours apart
+        across a daylight-saving change."""
+        if self.first is None or self.after is None:
+            count = round(self.seconds / DAY)
+            return [self.start + index * DAY for index in range(count)] + [self.end]
+        tz = zone(self.zone)
+        count = (self.after - self.first).days
+        return [_midnight(self.first + timedelta(days=i), tz) for i in range(count)] + [self.end]
 
 
 def parse_period(text: str) -> Period:
@@ -83,12 +111,9 @@ def parse_period(text: str) -> Period:
         if not 1 <= number <= 12:
             raise ValueError(f"{expected}; got {text!r} (no month {number})")
         first = date(year, number, 1)
-        days = calendar.monthrange(year, number)[1]
+        after = first + timedelta(days=calendar.monthrange(year, number)[1])
         return Period(
-            _midnight(first),
-            _midnight(first + timedelta(days=days)),
-            text,
-            first.strftime("%B %Y"),
+            _midnight(first), _midnight(after), text, first.strftime("%B %Y"), first, after
         )
     span = _RANGE.match(text)
     if span:
@@ -99,12 +124,13 @@ def parse_period(text: str) -> Period:
         if last < first:
             raise ValueError(f"{expected}; got {text!r} (the last day is before the first)")
         title = f"{first:%-d %b %Y} to {last:%-d %b %Y}"
-        return Period(_midnight(first), _midnight(last + timedelta(days=1)), text, title)
+        after = last + timedelta(days=1)
+        return Period(_midnight(first), _midnight(after), text, title, first, after)
     raise ValueError(f"{expected}; got {text!r}")
 
 
-def _midnight(day: date) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+def _midnight(day: date, tz: tzinfo = UTC) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
 
 def utc_day_start(at: float) -> float:
@@ -123,16 +149,27 @@ class DayStats:
     """Maintenance time removed."""
     maintenance: float
     """Seconds of planned maintenance that day."""
+    zone: str = "UTC"
+    """Where the day runs from midnight to midnight."""
 
     @property
     def day(self) -> str:
-        return datetime.fromtimestamp(self.start, UTC).strftime("%Y-%m-%d")
+        tz = UTC if self.zone == "UTC" else zone(self.zone)
+        return datetime.fromtimestamp(self.start, tz).strftime("%Y-%m-%d")
 
 
 def daily_stats(
-    spans: Sequence[Span], excluded: Sequence[Interval], start: float, end: float
+    spans: Sequence[Span],
+    excluded: Sequence[Interval],
+    start: float,
+    end: float,
+    *,
+    starts: Sequence[float] | None = None,
+    zone_name: str = "UTC",
 ) -> list[DayStats]:
-    """Figures per UTC day from ``start`` (a midnight) to ``end`` (the last day is cut there).
+    """Figures per UTC day from ``start`` (a midnight) to ``end`` (the last day is cut there),
+    or per day of ``starts`` (each day's first instant in ``zone_name``, from
+    :meth:`Period.day_starts`).
 
     ``spans`` are a service timeline (sorted, non-overlapping) and ``excluded`` merged
     maintenance; each day looks only at the spans that reach into it, so 90 days of a
@@ -140,17 +177,18 @@ def daily_stats(
     """
     ends = [span.end for span in spans]
     days = []
-    lo = start
+    bounds = iter(starts[1:]) if starts else None
+    lo = starts[0] if starts else start
     while lo < end:
-        hi = min(lo + DAY, end)
+        hi = min(next(bounds, end) if bounds is not None else lo + DAY, end)
         first = bisect_right(ends, lo)
         last = first
         while last < len(spans) and spans[last].start < hi:
             last += 1
         inside = [(max(a, lo), min(b, hi)) for a, b in excluded if a < hi and b > lo]
         stats = window_stats(spans[first:last], hi, hi - lo, inside)
-        days.append(DayStats(lo, hi, stats, sum(b - a for a, b in inside)))
-        lo += DAY
+        days.append(DayStats(lo, hi, stats, sum(b - a for a, b in inside), zone_name))
+        lo = hi if bounds is not None else lo + DAY
     return days
 
 
@@ -304,6 +342,9 @@ class ServicePeriod:
 class EnvironmentPeriod:
     environment: Environment
     services: tuple[ServicePeriod, ...]
+    period: Period | None = None
+    """Its own period: the report's days in its calendar window's zone (None: the report's)."""
+    until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,33 +369,39 @@ def build_report(
     config: Config, store: HistoryStore, period: Period, now: float
 ) -> AvailabilityReport:
     until = max(period.start, min(period.end, now))
-    stored = store.maintenance(period.start)
-    incidents = store.incidents(period.start)
+    # A day earlier: a period in a zone east of UTC starts before the UTC one.
+    stored = store.maintenance(period.start - DAY)
+    incidents = store.incidents(period.start - DAY)
     rolled = store.rolled_until()
     # Whole UTC days before the first one not rolled up come from the rollups.
     archive_end = None if rolled is None else float(rolled * DAY)
-    split = period.start if archive_end is None else max(period.start, min(until, archive_end))
-    environments = tuple(
-        EnvironmentPeriod(
-            environment,
-            tuple(
-                service_period(
-                    service, store, period, until, stored, incidents=incidents, split=split
-                )
-                for service in environment.services
-            ),
+    environments = []
+    archived_until = None
+    for environment in config.environments:
+        own = period
+        if environment.calendar is not None:
+            zoned = period.in_zone(environment.calendar.timezone)
+            # Rolled-up days are UTC days: a period reaching them stays in UTC.
+            if archive_end is None or zoned.start >= archive_end:
+                own = zoned
+        own_until = max(own.start, min(own.end, now))
+        split = own.start if archive_end is None else max(own.start, min(own_until, archive_end))
+        if split > own.start:
+            archived_until = max(archived_until or split, split)
+        services = tuple(
+            service_period(service, store, own, own_until, stored, incidents=incidents, split=split)
+            for service in environment.services
         )
-        for environment in config.environments
-    )
+        environments.append(EnvironmentPeriod(environment, services, own, own_until))
     return AvailabilityReport(
         period,
         until,
         now,
         config.source,
         config.retention,
-        environments,
+        tuple(environments),
         config.archive_retention,
-        split if split > period.start else None,
+        archived_until,
     )
 
 
@@ -419,7 +466,16 @@ def service_period(
         tuple(excluded),
         tuple(windows),
         tuple(outages),
-        tuple(daily_stats(spans, excluded, start, until)),
+        tuple(
+            daily_stats(
+                spans,
+                excluded,
+                start,
+                until,
+                starts=[t for t in period.day_starts() if t >= start],
+                zone_name=period.zone,
+            )
+        ),
         tuple(
             LatencyPeriod(
                 ref.config.name,

@@ -20,6 +20,7 @@ from monai_slo.outputs.report import (
     DayStats,
     Interval,
     Outage,
+    Period,
     ServicePeriod,
     day_class,
 )
@@ -211,7 +212,17 @@ def render_report(report: AvailabilityReport) -> str:
             f'<section class="environment"><h2>{esc(environment.name)} '
             f'<span class="muted">{esc(environment.tier)} tier, {esc(where)}</span></h2>'
         )
-        body.extend(_service_section(report, service) for service in env.services)
+        own = env.period or period
+        if own.zone != "UTC":
+            body.append(
+                f'<p class="muted" data-zone="{esc(own.zone)}">Days here run from midnight to '
+                f"midnight in {esc(own.zone)} (its calendar SLO window's zone): "
+                f"{esc(utc_time(own.start, False))} to {esc(utc_time(own.end, False))} UTC.</p>"
+            )
+        body.extend(
+            _service_section(report, service, own, env.until or report.until)
+            for service in env.services
+        )
         body.append("</section>")
     body.append(_method(report))
     return html_page(f"Availability report {period.label}", REPORT_CSS, "".join(body))
@@ -315,7 +326,9 @@ def _summary_table(services: Sequence[ServicePeriod]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _service_section(report: AvailabilityReport, s: ServicePeriod) -> str:
+def _service_section(
+    report: AvailabilityReport, s: ServicePeriod, period: Period, until: float
+) -> str:
     svc = s.service
     allowed = "—" if s.allowed_downtime is None else f"{minutes(s.allowed_downtime)} min"
     figures = [
@@ -345,7 +358,7 @@ def _service_section(report: AvailabilityReport, s: ServicePeriod) -> str:
         f'<section class="service" data-service="{esc(svc.environment)}/{esc(svc.name)}">'
         f"<h3>{esc(svc.name)} {_met(s)}</h3>"
         f'<dl class="figures">{cells}</dl>'
-        f"{_chart(report, s)}"
+        f"{_chart(s, period, until)}"
         f"{_archived_table(s)}"
         f"{_outages_table(s.outages)}"
         f"{_incidents_table(s.incidents)}"
@@ -354,14 +367,15 @@ def _service_section(report: AvailabilityReport, s: ServicePeriod) -> str:
     )
 
 
-def _chart(report: AvailabilityReport, s: ServicePeriod) -> str:
-    period = report.period
+def _chart(s: ServicePeriod, period: Period, until: float) -> str:
     width, strip, bars = 760.0, 26.0, 22.0
-    slots = max(1, round(period.seconds / 86400))
+    starts = period.day_starts()[:-1]
+    slots = max(1, len(starts))
     step = width / slots
     labels = []
-    for index in range(slots):
-        day = datetime.fromtimestamp(period.start + index * 86400, UTC)
+    tz = UTC if period.zone == "UTC" else zone(period.zone)
+    for index, day_start in enumerate(starts):
+        day = datetime.fromtimestamp(day_start, tz)
         if index == 0 or day.day == 1 or day.day % 5 == 0:
             labels.append(
                 f'<text x="{index * step + step / 2:.1f}" y="{strip + bars + 24}" '
@@ -380,8 +394,8 @@ def _chart(report: AvailabilityReport, s: ServicePeriod) -> str:
             s.spans,
             s.excluded,
             begin,
-            report.until,
-            width=width * ((report.until - begin) / period.seconds),
+            until,
+            width=width * ((until - begin) / period.seconds),
             height=strip,
         )
         + "</g>"
@@ -392,7 +406,7 @@ def _chart(report: AvailabilityReport, s: ServicePeriod) -> str:
     words = DAY_WORDS if s.objective_ratio is not None else BEST_EFFORT_DAY_WORDS
     return (
         '<div class="chart"><div class="muted">Top: state across the period. '
-        "Bottom: each UTC day (day of month below).</div>"
+        f"Bottom: each {'UTC ' if period.zone == 'UTC' else ''}day (day of month below).</div>"
         + svg
         + legend(
             [

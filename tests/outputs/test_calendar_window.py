@@ -169,4 +169,15 @@ def test_budget_resets_in_evaluation(tmp_path: Path) -> None:
     assert after.slo_window.period == (BOUNDARY, BOUNDARY + NOVEMBER)
     assert after.budget_remaining == 1.0
     assert after.slo_window.stats.availability is None  # nothing measured yet: not a fake 100 %
-    assert "calendar month, Europe/Berlin" in render_report(report)
+    # The report's October is Berlin's, as the daemon's budget: the same share consumed.
+    (environment,) = report.environments
+    assert environment.period is not None
+    assert (environment.period.start, environment.period.end) == (OCTOBER_START, BOUNDARY)
+    (pacs,) = environment.services
+    assert pacs.budget_consumed == pytest.approx(1 - before.budget_remaining)
+    assert len(pacs.days) == 31
+    assert [d.day for d in pacs.days][:2] == ["2026-10-01", "2026-10-02"]
+    assert pacs.days[24].end - pacs.days[24].start == 25 * 3600  # clocks go back on the 25th
+    html = render_report(report)
+    assert "calendar month, Europe/Berlin" in html
+    assert 'data-zone="Europe/Berlin"' in html
