@@ -559,8 +559,8 @@ class HistoryStore:
         recent_since = self._clock() - RECENT_KEEP
         with self._read_lock:
             db = self._reader
-            # Latency verdicts per second waiting for a write, and since when the file has them.
-            self._fine = LatencyBySecond(db)
+            # The last hour's latency verdicts per second (in memory unless read-only).
+            self._fine = LatencyBySecond(db, self._clock(), in_memory=not self.read_only)
             self._v3 = _has_reasons(db)
             self._v4 = _has_rollups(db)  # a read-only reader may find a version 3 file
             columns = _SEGMENT_COLUMNS if self._v3 else _SEGMENT_COLUMNS_V2
@@ -1250,17 +1250,11 @@ class HistoryStore:
         """Timed and fast runs per second from ``since`` (at most an hour back), with from
         when they are complete: exact counts for the short latency windows."""
         since = self._fine.window(since, self._clock())
-        counts: dict[int, list[int]] = {}
-        with self._write_lock, self._read_lock:
-            try:
-                counts = self._fine.rows(self._reader, check_id, since)
-            except sqlite3.Error as exc:
-                if self.read_only:
-                    raise
-                self._failed("read", exc)
-                since = math.inf  # unknown: the hours stand in
+        if not self.read_only:
             with self._lock:
-                return self._fine.with_pending(counts, check_id, since)
+                return self._fine.recent(check_id, since)
+        with self._read_lock:
+            return self._fine.from_file(self._reader, check_id, since)
 
     # -- maintenance started from the CLI ---------------------------------------------------
 

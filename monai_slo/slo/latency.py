@@ -12,6 +12,7 @@ elapsed time the window keeps: runs are taken as spread evenly over an hour.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,11 +21,18 @@ HOUR = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class RunsBySecond:
-    """Timed and fast runs per epoch second (second -> (timed, fast)), every run from
-    ``since`` on."""
+    """Timed and fast runs per epoch second, every run from ``since`` on: ``seconds`` in
+    ascending order, ``timed[i]`` and ``fast[i]`` the runs of ``seconds[i]``."""
 
     since: float
-    seconds: Mapping[int, tuple[int, int]]
+    seconds: Sequence[int]
+    timed: Sequence[int]
+    fast: Sequence[int]
+
+    def count(self, lo: float, hi: float) -> tuple[int, int]:
+        """(timed, fast) of the runs whose second lies in [lo, hi)."""
+        i, j = bisect.bisect_left(self.seconds, lo), bisect.bisect_left(self.seconds, hi)
+        return (sum(self.timed[i:j]), sum(self.fast[i:j])) if j > i else (0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,7 @@ def latency_stats(
     (hour -> (timed, fast))."""
     lo = now - window
     if recent is not None and lo >= recent.since:
-        return _exact(recent.seconds, lo, now, window, excluded)
+        return _exact(recent, lo, now, window, excluded)
     timed = fast = 0.0
     for hour, (hour_timed, hour_fast) in hours.items():
         start = hour * HOUR
@@ -76,18 +84,33 @@ def latency_stats(
 
 
 def _exact(
-    seconds: Mapping[int, tuple[int, int]],
+    recent: RunsBySecond,
     lo: float,
     now: float,
     window: float,
     excluded: Sequence[tuple[float, float]],
 ) -> LatencyStats:
-    timed = fast = 0
-    for second, (second_timed, second_fast) in seconds.items():
-        if lo <= second < now and not any(a <= second < b for a, b in excluded):
-            timed += second_timed
-            fast += second_fast
+    timed, fast = recent.count(lo, now)
+    for start, end in _merged(excluded, lo, now):
+        held_timed, held_fast = recent.count(start, end)
+        timed -= held_timed
+        fast -= held_fast
     return LatencyStats(window, timed, fast)
+
+
+def _merged(
+    intervals: Sequence[tuple[float, float]], lo: float, hi: float
+) -> list[tuple[float, float]]:
+    """``intervals`` cut to [lo, hi), overlapping ones joined (each second counted once)."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted((max(a, lo), min(b, hi)) for a, b in intervals):
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _overlap(a: float, b: float, intervals: Sequence[tuple[float, float]]) -> float:

@@ -65,6 +65,8 @@ def test_windows_up_to_an_hour_count_their_runs_exactly(tmp_path: Path) -> None:
     assert {k: got[k] for k in expected} == expected  # buffered, not yet written
     held_out = [(START + 3300.0, START + 3420.0)]  # the runs at 55 and 56 minutes
     assert _ratios(store, ref, now[0], excluded=held_out)["5m"] == (3, 3)
+    overlapping = [*held_out, (START + 3360.0, START + 3480.0)]  # 56 and 57: 56 once
+    assert _ratios(store, ref, now[0], excluded=overlapping)["5m"] == (2, 2)
     # Longer windows read the hours (the 6h window holds the whole hour).
     assert got["6h"] == pytest.approx((60, 30))
     assert store.flush()
@@ -74,6 +76,29 @@ def test_windows_up_to_an_hour_count_their_runs_exactly(tmp_path: Path) -> None:
     got = _ratios(reader, ref, now[0])
     assert {k: got[k] for k in expected} == expected
     reader.close()
+
+
+def test_the_daemon_reads_the_last_hour_from_memory_loaded_at_open(tmp_path: Path) -> None:
+    """A daemon's store loads the file's last hour at open and then reads it from memory
+    only (no query per scrape): rows deleted behind its back still count, and a reopened
+    store counts what the file kept."""
+    path = tmp_path / "h.sqlite"
+    now = [START - 10.0]
+    store = HistoryStore(path, clock=lambda: now[0])
+    ref = _ref(tmp_path)
+    _slow_then_fast(store)
+    assert store.flush()
+    store.close()
+    now[0] = START + 3599.5
+    expected = {"5m": (5, 5), "30m": (30, 30), "1h": (60, 30)}
+    daemon = HistoryStore(path, clock=lambda: now[0])
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM latency_seconds")
+    db.commit()
+    db.close()
+    got = _ratios(daemon, ref, now[0])
+    assert {k: got[k] for k in expected} == expected
+    daemon.close()
 
 
 def test_a_file_from_before_reads_its_hours_until_it_has_a_window_of_seconds(
