@@ -7,6 +7,8 @@ exactly that."""
 from __future__ import annotations
 
 import http.client
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,9 @@ from monai_slo.history.store import HistoryStore
 from monai_slo.outputs import metric_names as m
 from monai_slo.outputs.report import build_report, parse_period
 from monai_slo.outputs.report_html import render_report
+from monai_slo.outputs.rules import RULES_FILE, render_rules
 from monai_slo.periods import CalendarWindow
+from tests.fixtures_env import missing_peer
 
 KEY = ("hospital", "pacs", "port")
 OBJECTIVE = 0.999
@@ -181,3 +185,29 @@ def test_budget_resets_in_evaluation(tmp_path: Path) -> None:
     html = render_report(report)
     assert "calendar month, Europe/Berlin" in html
     assert 'data-zone="Europe/Berlin"' in html
+
+
+def test_rules_stay_on_rolling_windows(tmp_path: Path) -> None:
+    """Burn-rate alerting is the same for a calendar month as for a rolling 30 days: the rules
+    of the two configs are identical, and promtool accepts them."""
+    storage = tmp_path / "history.sqlite"
+    calendar = load_config(tmp_path / "a.yaml", CONFIG.format(storage=storage))
+    rolling = load_config(
+        tmp_path / "a.yaml",
+        CONFIG.format(storage=storage).replace(
+            "window: calendar_month\n    timezone: Europe/Berlin", "window: 30d"
+        ),
+    )
+    assert rolling.environments[0].calendar is None
+    rules = render_rules(calendar)
+    assert rules == render_rules(rolling)
+    path = tmp_path / RULES_FILE
+    path.write_text(rules)
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing_peer("promtool")
+    assert promtool is not None
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
