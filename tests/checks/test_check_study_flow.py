@@ -496,3 +496,20 @@ def test_a_hundred_canaries_in_flight_keep_other_checks_on_schedule(tmp_path: Pa
         finally:
             process.terminate()
             process.wait(10)
+
+
+@pytest.mark.slow
+def test_bench_row_for_one_canary(orthanc_pacs: OrthancPeer) -> None:
+    """bench/canary.py's row: a few canaries to a real Orthanc beside the plain pynetdicom
+    floor of the same C-STORE + C-FIND, both measured, the look-ups counted (the bench runs
+    100; this keeps its code working)."""
+    from bench.canary import measure
+
+    notes: list[str] = []
+    there = (orthanc_pacs.aet, orthanc_pacs.dicom_port)
+    row = measure("Orthanc", there, there, 3, notes, store_baseline=True)
+    assert row.unit == "ms" and row.value > 0 and row.met is not None
+    names = [b.name for b in row.baselines]
+    assert names == ["pynetdicom C-STORE + C-FIND (floor)", "pynetdicom C-STORE alone"]
+    assert all(b.value > 0 for b in row.baselines)
+    assert notes == ["study_flow, Orthanc: 1.00 look-ups per canary (3 canaries)"]
