@@ -81,7 +81,8 @@ class _Recent:
             self.timed[-1] += timed
             self.fast[-1] += fast
             return
-        # Results come in time order per check; a row loaded at open may follow any second.
+        # Results come in time order per check (the store holds a clock that stepped back at
+        # the last result); an earlier second still goes in its place.
         at = (
             len(seconds)
             if not seconds or seconds[-1] < second
