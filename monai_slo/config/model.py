@@ -7,7 +7,7 @@ expected; :class:`~monai_slo.yaml_source.SourceError` carries them all at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -377,15 +377,7 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
                 env_spec.calendar,
             )
         )
-    longest_window = max(e.history_span for e in environments) if environments else 0.0
-    retention = spec.retention or max(DEFAULT_RETENTION, longest_window)
-    if retention < longest_window:
-        issues.append(
-            source.issue(
-                ("retention",),
-                f"expected at least the longest window ({format_duration(longest_window)})",
-            )
-        )
+    retention = _retention(source, issues, spec, environments)
     if issues:
         raise SourceError(issues)
     storage = spec.storage or _default_storage()
@@ -407,6 +399,34 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
         spec.alerting,
         spec.archive_retention,
     )
+
+
+def _retention(
+    source: YamlSource,
+    issues: list[SourceIssue],
+    spec: ConfigSpec,
+    environments: Sequence[Environment],
+) -> float:
+    """The retention in force (default: 90d, or longer for a calendar window's longest
+    period); too short a retention, or an archive shorter than it, is an issue."""
+    longest_window = max(e.history_span for e in environments) if environments else 0.0
+    retention = spec.retention or max(DEFAULT_RETENTION, longest_window)
+    if retention < longest_window:
+        issues.append(
+            source.issue(
+                ("retention",),
+                f"expected at least the longest window ({format_duration(longest_window)})",
+            )
+        )
+    if spec.archive_retention < retention:
+        issues.append(
+            source.issue(
+                ("archive_retention",),
+                f"expected at least retention ({format_duration(retention)}): daily rollups "
+                "keep what ages out of it",
+            )
+        )
+    return retention
 
 
 def _default_storage() -> Path:
