@@ -1048,10 +1048,12 @@ class HistoryStore:
 
     def prune(self, now: float, *, keep_from: float | None = None) -> None:
         """Drop history older than the retention (segments, hourly counts and reasons no
-        older than ``keep_from``: days not rolled up yet) and rollups older than the archive
-        retention."""
+        older than ``keep_from``: days not rolled up yet), and rollups, maintenance windows
+        and incidents older than the archive retention: a report years back still lists who
+        planned what and why, and counts the planned time out of its allowance."""
         cutoff = now - self.retention
         segment_cutoff = cutoff if keep_from is None else min(cutoff, keep_from)
+        archive_cutoff = min(segment_cutoff, now - self.archive_retention)
         with self._write_lock:
             if self._corrupt is not None:
                 return
@@ -1063,14 +1065,14 @@ class HistoryStore:
                 cutoff = segment_cutoff
                 self._db.execute("DELETE FROM segments WHERE end < ?", (cutoff,))
                 self._db.execute("DELETE FROM runs WHERE hour < ?", (int(cutoff // 3600),))
-                self._db.execute("DELETE FROM maintenance WHERE end < ?", (cutoff,))
                 self._db.execute("DELETE FROM segment_reasons WHERE at < ?", (cutoff,))
+                self._db.execute("DELETE FROM maintenance WHERE end < ?", (archive_cutoff,))
                 self._db.execute(
                     "DELETE FROM incident_updates WHERE incident_id IN "
                     "(SELECT id FROM incidents WHERE resolved < ?)",
-                    (cutoff,),
+                    (archive_cutoff,),
                 )
-                self._db.execute("DELETE FROM incidents WHERE resolved < ?", (cutoff,))
+                self._db.execute("DELETE FROM incidents WHERE resolved < ?", (archive_cutoff,))
             except sqlite3.Error as exc:
                 self._failed("prune", exc)
         with self._lock:

@@ -142,6 +142,10 @@ def test_days_aging_out_are_rolled_up_with_the_figures_of_their_segments(tmp_pat
         "echo": {"refused": 1, "timeout": 1},
         "web": {"http_status": 1, "refused": 1},
     }
+    # Maintenance outlives the segments: still listed with its author, still out of the
+    # allowance.
+    assert [(w.reason, w.created_by) for w in rolled.audit] == [("patching", "alice")]
+    assert rolled.allowed_downtime == pytest.approx(full.allowed_downtime)
     html = render_report(after)
     assert "From daily rollups:" in html
     assert 'data-archived="3"' in html
