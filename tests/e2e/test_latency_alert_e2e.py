@@ -140,9 +140,12 @@ def test_slow_flow_pages_through_prometheus_and_alertmanager(tmp_path: Path) -> 
                 wait_until(lambda: paged(webhook), 15, "the pager webhook")
 
                 ratio = value(prometheus, f'{m.LATENCY_RATIO}{{window="5m", service="flow"}}')
-                assert ratio is not None and ratio < 1 - 0.144 * 0.01
-                burn = value(prometheus, f'{m.LATENCY_BURN_RATE}{{window="1h", service="flow"}}')
-                assert burn is not None and burn > 14.4
+                assert ratio is not None and ratio < 1 - 6 * 0.01  # below the 6x page row
+                long_window = page["labels"]["long_window"]
+                factor = {"1h": 14.4, "6h": 6.0}[long_window]
+                burning = f'{m.LATENCY_BURN_RATE}{{window="{long_window}", service="flow"}}'
+                burn = value(prometheus, burning)
+                assert burn is not None and burn > factor
                 availability = f'{m.AVAILABILITY_RATIO}{{service="flow", window="1h"}}'
                 assert value(prometheus, availability) == 1.0
                 assert value(prometheus, f"min_over_time({m.CHECK_UP}{WHERE}[1m])") == 1.0
@@ -152,3 +155,79 @@ def test_slow_flow_pages_through_prometheus_and_alertmanager(tmp_path: Path) -> 
                 assert ai.results_sent >= 1
         finally:
             daemon.stop()
+
+
+def http_config(path: Path, port: int, url: str) -> Path:
+    """One prober's config: the same check, pointed at this prober's own way to the peer."""
+    check = {
+        "name": "web",
+        "kind": "http",
+        "url": url,
+        "interval": "500ms",
+        "timeout": "400ms",
+        "latency": {"threshold": "50ms", "objective": 99},
+    }
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "storage": str(path.parent / f"history-{port}.sqlite"),
+        "flush_interval": "1s",
+        "environments": [
+            {
+                "name": "radiology",
+                "tier": "production",
+                "window": "30d",
+                "services": [{"name": "viewer", "checks": [check]}],
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_one_prober_slow_on_its_own_link_does_not_page(tmp_path: Path) -> None:
+    """Two probers of one service (two daemons, one Prometheus job): the first reaches the
+    peer over a slow link. Its own latency burn rate passes the page factor, but the fleet's
+    (alerting.quorum: all) stays 0 and MonaiSloLatencyBudgetBurn stays silent; once the
+    second prober's way is slow too, the fleet burns and the page fires."""
+    with HttpPeer() as slow_link, HttpPeer() as good_link:
+        slow_link.delay = 0.15
+        ports = [free_port(), free_port()]
+        configs = [
+            load_config(http_config(tmp_path / f"p{i}.yaml", port, peer.url + "health"))
+            for i, (port, peer) in enumerate(zip(ports, (slow_link, good_link), strict=True))
+        ]
+        rules = tmp_path / RULES_FILE
+        rules.write_text(render_rules(configs[0]))
+        daemons = [Daemon(config) for config in configs]
+        for daemon in daemons:
+            daemon.start()
+        try:
+            with PrometheusServer(
+                tmp_path / "prometheus",
+                targets=[f"127.0.0.1:{port}" for port in ports],
+                rule_files=[rules],
+            ) as prometheus:
+                own = f'{m.LATENCY_BURN_RATE}{{instance="127.0.0.1:{ports[0]}", window="5m"}}'
+                wait_until(lambda: (value(prometheus, own) or 0) > 14.4, 30, "prober 1 burning")
+                fleet = f'{m.RECORDED_FLEET_LATENCY_BURN_RATE}{{service="viewer", window="5m"}}'
+                other = f'{m.LATENCY_BURN_RATE}{{instance="127.0.0.1:{ports[1]}", window="5m"}}'
+                wait_until(lambda: value(prometheus, other) == 0, 30, "prober 2 fast")
+                wait_until(lambda: value(prometheus, fleet) == 0, 30, "the fleet burn rate")
+                assert prometheus.query('ALERTS{alertname="MonaiSloLatencyBudgetBurn"}') == []
+
+                good_link.delay = 0.15  # now every prober's way is slow
+                firing = 'ALERTS{alertname="MonaiSloLatencyBudgetBurn", alertstate="firing"}'
+                [alert] = wait_until(
+                    lambda: [
+                        a
+                        for a in prometheus.query(firing)
+                        if a["metric"].get("long_window") == "1h"
+                    ],
+                    30,
+                    "the fleet's latency page",
+                )
+                assert alert["metric"]["severity"] == "page"
+                assert (value(prometheus, fleet) or 0) > 14.4
+        finally:
+            for daemon in daemons:
+                daemon.stop()
