@@ -60,8 +60,8 @@ def roll_up(config: Config, store: HistoryStore, now: float, *, limit: int = DAY
     end = int((now - store.retention) // DAY)  # days before this have aged out
     first = store.rolled_until()
     if first is None:
-        oldest = store.oldest_segment()
-        first = end if oldest is None else min(end, int(oldest // DAY))
+        whole = store.first_complete_day()
+        first = end if whole is None else min(end, whole)
     last = min(end, first + limit)
     if last <= first:
         if store.rolled_until() is None:

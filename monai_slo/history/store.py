@@ -1445,11 +1445,25 @@ class HistoryStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
-    def oldest_segment(self) -> float | None:
-        """The start of the oldest stored segment (None: none stored)."""
+    def first_complete_day(self) -> int | None:
+        """The first UTC day whose segments are all still stored (None: none stored): where
+        the first roll-up starts.
+
+        A file that an earlier version pruned (without rolling up) has lost the segments that
+        ended before its last cutoff; that cutoff is at most the earliest end still stored, so
+        the first day from there on is whole. A long segment from before (a check stable for
+        years) would otherwise start the roll-up years back, on days whose other checks are
+        gone. A file never pruned that way is whole from its oldest segment on.
+        """
         with self._read_lock:
-            row = self._reader.execute("SELECT MIN(start) FROM segments").fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+            pruned = self._reader.execute(
+                "SELECT 1 FROM meta WHERE key = 'pruned_before_rollups'"
+            ).fetchone()
+            query = "SELECT MIN(end) FROM segments" if pruned else "SELECT MIN(start) FROM segments"
+            row = self._reader.execute(query).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return -int(-float(row[0]) // DAY) if pruned else int(float(row[0]) // DAY)
 
     def save_rollups(
         self,
@@ -1587,6 +1601,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             for statement in _V4_TABLES.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            # Pruned without rollups until now: see HistoryStore.first_complete_day.
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_before_rollups', '1')")
         db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )

@@ -260,6 +260,10 @@ def test_schema_3_database_migrates_in_place(tmp_path: Path) -> None:
         assert store.run_counts(1, 0) == (30, 15)
         assert [i.title for i in store.incidents(0)] == ["PACS down"]
         assert store.rolled_until() is None
+        # Pruned before without rollups: the first roll-up starts at the first day no prune
+        # can have touched (the earliest end stored, 2000 s, rounded up to a day), not at the
+        # oldest segment's start.
+        assert store.first_complete_day() == 1
     finally:
         store.close()
     db = sqlite3.connect(storage)
