@@ -18,7 +18,7 @@ import json
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,14 +126,16 @@ class AlertmanagerServer(_ProcessPeer):
 
 
 class PrometheusServer(_ProcessPeer):
-    """Prometheus scraping ``targets`` (job ``job``) with ``rule_files``, 1 s everything."""
+    """Prometheus scraping ``targets`` (job ``job``) with ``rule_files``, 1 s everything;
+    ``scrape_configs``, when given, replaces the one job (labelled targets, federation)."""
 
     def __init__(
         self,
         workdir: Path | None = None,
         *,
-        targets: list[str],
-        rule_files: list[Path],
+        targets: Sequence[str] = (),
+        rule_files: Sequence[Path] = (),
+        scrape_configs: list[dict[str, Any]] | None = None,
         alertmanager: str | None = None,
         job: str = "monai-slo",
         interval: str = "1s",
@@ -148,13 +150,18 @@ class PrometheusServer(_ProcessPeer):
                 "evaluation_interval": interval,
             },
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
+            "scrape_configs": scrape_configs
+            or [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
         }
         if alertmanager is not None:
             self.config["alerting"] = {
                 "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
             }
         self.config_path = self.workdir / "prometheus.yml"
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
 
     def _command(self) -> list[str]:
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))

@@ -14,7 +14,8 @@ SLI (:func:`fleet_rules`): the probers are folded at each evaluation instant (do
 recorded, and every window is summed from it by chained recording rules: the 5m window
 reads the instant series, each longer window adds non-overlapping shorter recorded windows
 at offsets, so a 30-day window costs 30 lookups per service. A prober that stops reporting
-leaves the fold; maintenance instants are left out.
+leaves the fold (its scrape target down: ``up == 0``, or its series gone); maintenance
+instants are left out.
 
 The latency SLI of a check is folded with the same quorum, per window
 (:func:`latency_fleet_rules`): its fleet burn rate is the one that the quorum of the reporting
@@ -207,7 +208,12 @@ def fleet_rules(
     """The fleet SLI of every service of ``environment``: the instant state folded over the
     probers with the quorum, then availability, burn rate and error budget per window."""
     env = environment.name
-    up = _selector(m.SERVICE_UP, environment=env)
+    # A prober whose target is down leaves the fold at once: federation keeps serving its
+    # last samples for the lookback delta (5m), staleness markers do not cross /federate.
+    up = (
+        f"({_selector(m.SERVICE_UP, environment=env)}"
+        f' unless on (job, instance) (up{{job="{options.job}"}} == 0))'
+    )
     labels = {"environment": env}
 
     def record(name: str, expr: str, **extra: str) -> dict[str, Any]:
