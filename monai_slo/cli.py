@@ -90,6 +90,27 @@ def output_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def prometheus_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="read the fleet SLI the generated rules record from this Prometheus or "
+        "VictoriaMetrics query API instead of this host's history",
+    )
+
+
+def _report_parser(report: argparse.ArgumentParser) -> None:
+    report.add_argument(
+        "--period",
+        required=True,
+        help="a UTC month such as 2026-11, or days 2026-11-05..2026-11-20",
+    )
+    report.add_argument(
+        "-o", "--output", help="file to write (default: ./monai-slo-report-PERIOD.html)"
+    )
+    prometheus_option(report)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monai-slo",
@@ -132,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     source_option(status)
     for sub in (check, status):
         sub.add_argument("--wide", action="store_true", help="every column, however wide")
+    prometheus_option(status)
     for sub in (check, status, tiers):
         output_option(sub)
     rules = verb("rules", "write Prometheus recording and alerting rules for the config", _rules)
@@ -147,14 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     verb("openslo", "write the config's SLOs as OpenSLO v1 documents", _openslo).add_argument(
         "-o", "--output", default="-", help="yaml or - (stdout, default), json, or a directory"
     )
-    report = verb("report", "write a self-contained HTML availability report for a period", _report)
-    report.add_argument(
-        "--period",
-        required=True,
-        help="a UTC month such as 2026-11, or days 2026-11-05..2026-11-20",
-    )
-    report.add_argument(
-        "-o", "--output", help="file to write (default: ./monai-slo-report-PERIOD.html)"
+    _report_parser(
+        verb("report", "write a self-contained HTML availability report for a period", _report)
     )
     _maintenance_parser(
         verb("maintenance", "start, stop or list planned maintenance", _maintenance)
@@ -289,6 +305,10 @@ def _validate(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from monai_slo.commands.status import status_command
 
+    if args.prometheus:
+        from monai_slo.commands.fleet import fleet_status_command
+
+        return fleet_status_command(_load(args), args.prometheus, args.output, wide=args.wide)
     return status_command(_load(args), args.output, wide=args.wide, source=args.source)
 
 
@@ -319,7 +339,12 @@ def _openslo(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from monai_slo.commands.report import report_command
 
-    return report_command(_load(args), args.period, Path(args.output) if args.output else None)
+    output = Path(args.output) if args.output else None
+    if args.prometheus:
+        from monai_slo.commands.fleet import fleet_report_command
+
+        return fleet_report_command(_load(args), args.prometheus, args.period, output)
+    return report_command(_load(args), args.period, output)
 
 
 def _conformance(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests start (Orthanc, DCMTK, Prometheus, sshd, Chromium, kubectl),
+# Installs the real peers the tests start (Orthanc, DCMTK, Prometheus, VictoriaMetrics, sshd, Chromium, kubectl),
 # skipping what is already there. Under CI=true a peer still missing fails its tests.
 set -euo pipefail
 
@@ -21,6 +21,8 @@ command -v storescp >/dev/null 2>&1 || need+=(dcmtk)
 [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# victoria-metrics ships vmagent and vmalert too (tests/fixtures_victoriametrics.py)
+command -v victoria-metrics >/dev/null 2>&1 && command -v vmalert >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -632,3 +632,44 @@ def _overlap(a: float, b: float, intervals: Sequence[Interval]) -> float:
 
 def default_output(period: Period) -> Path:
     return Path(f"monai-slo-report-{period.label}.html")
+
+
+def period_from_spans(
+    service: Service,
+    period: Period,
+    until: float,
+    spans: Sequence[Span],
+    windows: Sequence[Window],
+) -> ServicePeriod:
+    """The service's figures from an already merged timeline (the fleet SLI an engine
+    recorded): the same stats, days and outages as :func:`service_period`, without the
+    per-check detail, latency and incidents that only a prober's history holds."""
+    excluded = merge(windows)
+    stats = window_stats(spans, until, until - period.start, excluded)
+    allowed = None
+    if service.objective is not None:
+        planned_in_period = _overlap(period.start, period.end, excluded)
+        allowed = (1 - service.objective / 100) * (period.seconds - planned_in_period)
+    outages = tuple(
+        Outage(
+            span.start,
+            span.end,
+            _overlap(span.start, span.end, excluded),
+            span.end >= until and until < period.end,
+            (),
+        )
+        for span in spans
+        if span.state is State.DOWN
+    )
+    return ServicePeriod(
+        service,
+        stats,
+        sum(outage.in_maintenance for outage in outages),
+        _overlap(period.start, until, excluded),
+        allowed,
+        tuple(spans),
+        tuple(excluded),
+        tuple(windows),
+        outages,
+        tuple(daily_stats(spans, excluded, period.start, until)),
+    )

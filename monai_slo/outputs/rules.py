@@ -39,6 +39,8 @@ from monai_slo.slo.burn_windows import BurnWindows, load_burn_windows, max_burn_
 from monai_slo.tiers import TIERS, TierName
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from monai_slo.config.model import CheckRef, Config, Environment, Service
 
 RULES_FILE = "monai-slo.rules.yml"
@@ -194,12 +196,16 @@ def quorum_down(down: str, reporting: str, quorum: int | str) -> str:
     return f"{down} >= bool clamp_max({reporting}, {quorum})"
 
 
-def _quorum_down(env: str, quorum: int | str) -> str:
-    return quorum_down(
-        _selector(FLEET_DOWN_PROBERS, environment=env),
-        _selector(FLEET_REPORTING, environment=env),
-        quorum,
-    )
+def _fleet_down(up: str, quorum: int | str) -> str:
+    """The quorum's verdict from the probers' own series, not from the recorded counts: the
+    SLI is then one rule from the scrape, and an engine that writes each recorded series back
+    before the next rule can read it (vmalert) adds no delay or jitter to its instants."""
+    if quorum == "all":
+        # Every reporting prober sees it down exactly when the best of them does.
+        return f"1 - max without ({PROBER_LABELS}) ({up})"
+    reporting = f"count without ({PROBER_LABELS}) ({up})"
+    down = f"(count without ({PROBER_LABELS}) ({up} == 0) or {reporting} * 0)"
+    return quorum_down(down, reporting, quorum)
 
 
 def fleet_rules(
@@ -226,10 +232,10 @@ def fleet_rules(
             f"count without ({PROBER_LABELS}) ({up} == 0)\n"
             f"or\n{_selector(FLEET_REPORTING, environment=env)} * 0",
         ),
-        record(FLEET_DOWN, _quorum_down(env, options.quorum)),
+        record(FLEET_DOWN, _fleet_down(up, options.quorum)),
         record(
             FLEET_SLI,
-            f"1 - {_selector(FLEET_DOWN, environment=env)}\n" + _not_in_maintenance(env),
+            f"1 - (\n  {_fleet_down(up, options.quorum)}\n)\n" + _not_in_maintenance(env),
         ),
     ]
     sli = _selector(FLEET_SLI, environment=env)
@@ -407,34 +413,61 @@ def latency_burn_alerts(
     return alerts
 
 
-def check_down_alert(ref: CheckRef, options: AlertingOptions) -> dict[str, Any]:
-    """Fires once the check has been down on every prober for N-1 intervals: ~N failed runs."""
+def _checks_selector(env: str, refs: Sequence[CheckRef]) -> str:
+    """``CHECK_UP`` of exactly these checks: one selector per service, its checks by name."""
+    by_service: dict[str, list[str]] = {}
+    for ref in refs:
+        by_service.setdefault(ref.service, []).append(ref.config.name)
+    return "\nor\n".join(
+        f'{CHECK_UP}{{environment="{env}", service="{service}", check=~"{"|".join(names)}"}}'
+        for service, names in by_service.items()
+    )
+
+
+def check_down_alerts(environment: Environment, options: AlertingOptions) -> list[dict[str, Any]]:
+    """Fires once a check has been down on every prober for N-1 of its intervals: ~N failed
+    runs. One alert per distinct interval, not per check (1,000 rules of one series each cost
+    more to evaluate than the series): the commonest interval covers every check but those
+    with another one, so a check a prober reports before the rules are regenerated is
+    covered too."""
+    env = environment.name
     runs = options.check_down_after
-    wait = (runs - 1) * ref.config.interval
-    selector = _selector(
-        CHECK_UP, environment=ref.environment, service=ref.service, check=ref.config.name
-    )
-    return _alert(
-        "MonaiSloCheckDown",
-        f"({selector} == 0)\n" + _not_in_maintenance(ref.environment, ref.service),
-        {
-            "severity": "ticket",
-            "environment": ref.environment,
-            "service": ref.service,
-            "check": ref.config.name,
-        },
-        {
-            "summary": f"check {{{{ $labels.check }}}} ({{{{ $labels.kind }}}}) of {WHERE} "
-            f"failed {runs} run{'s' if runs > 1 else ''} in a row on every prober",
-            "description": f"{m.CHECK_UP} has been 0 for {prom_duration(wait)}"
-            f" ({runs} runs every {format_duration(ref.config.interval)}).",
-            "budget_left": BUDGET_LEFT,
-            "runbook": f"`monai-slo check --service {ref.service}` on a prober shows the "
-            f"failure reason; {m.total(m.CHECK_FAILURES)} counts them by reason.",
-        },
-        options,
-        for_=wait,
-    )
+    by_interval: dict[float, list[CheckRef]] = {}
+    for service in environment.services:
+        for ref in service.checks:
+            by_interval.setdefault(ref.config.interval, []).append(ref)
+    common = max(by_interval, key=lambda i: len(by_interval[i]), default=None)
+    alerts = []
+    for interval, refs in sorted(by_interval.items()):
+        others = [r for i, rs in by_interval.items() if i != interval for r in rs]
+        if interval == common:
+            down = f"({_selector(CHECK_UP, environment=env)} == 0)"
+            if others:
+                down += f"\nunless on (service, check)\n({_checks_selector(env, others)})"
+        else:
+            down = f"(\n{_checks_selector(env, refs)}\n) == 0"
+        wait = (runs - 1) * interval
+        alerts.append(
+            _alert(
+                "MonaiSloCheckDown",
+                f"{down}\n" + _not_in_maintenance(env),
+                # Alerts of one name need a label apart (promtool's duplicate-rule lint).
+                {"severity": "ticket", "environment": env}
+                | ({"check_interval": format_duration(interval)} if len(by_interval) > 1 else {}),
+                {
+                    "summary": f"check {{{{ $labels.check }}}} ({{{{ $labels.kind }}}}) of {WHERE} "
+                    f"failed {runs} run{'s' if runs > 1 else ''} in a row on every prober",
+                    "description": f"{m.CHECK_UP} has been 0 for {prom_duration(wait)}"
+                    f" ({runs} runs every {format_duration(interval)}).",
+                    "budget_left": BUDGET_LEFT,
+                    "runbook": "`monai-slo check --service {{ $labels.service }}` on a prober "
+                    f"shows the failure reason; {m.total(m.CHECK_FAILURES)} counts them by reason.",
+                },
+                options,
+                for_=wait,
+            )
+        )
+    return alerts
 
 
 def no_data_alert(service: Service, options: AlertingOptions) -> dict[str, Any]:
@@ -484,7 +517,7 @@ def environment_group(
     if _has_latency(environment):
         rules += latency_fleet_rules(environment, options)
         rules += latency_burn_alerts(environment, windows, options)
-    rules += [check_down_alert(ref, options) for s in environment.services for ref in s.checks]
+    rules += check_down_alerts(environment, options)
     rules.append(
         _alert(
             "MonaiSloGpuFatal",

@@ -34,7 +34,11 @@ from typing import Any
 import pytest
 
 from monai_slo.config.model import load_config
+from monai_slo.history.store import HistoryStore
 from monai_slo.outputs import metric_names as m
+from monai_slo.outputs.fleet_view import fleet_report
+from monai_slo.outputs.prometheus_source import PrometheusSource
+from monai_slo.outputs.report import build_report, parse_period
 from monai_slo.outputs.rules import RULES_FILE, render_rules
 from tests.fixtures_dicom import LOOPBACK, free_port
 from tests.fixtures_http import HttpPeer
@@ -168,8 +172,7 @@ class Engine:
 
     def rule_errors(self) -> list[str]:
         """Rules whose last evaluation failed, with the error."""
-        path = "/api/v1/rules" if self.name == "prometheus" else "/api/v1/rules"
-        status, data = http_json(self.ruler, "GET", path)
+        status, data = http_json(self.ruler, "GET", "/api/v1/rules")
         assert status == 200, (status, data)
         return [
             f"{rule['name']}: {rule.get('lastError')}"
@@ -181,7 +184,9 @@ class Engine:
     def raw(self, expr: str) -> list[dict[str, Any]]:
         """A range selector's raw samples: [{'metric': {...}, 'values': [[ts, 'v'], ...]}]."""
         port = int(self.url.rsplit(":", 1)[1])
-        status, data = http_json(port, "GET", "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        status, data = http_json(
+            port, "GET", "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        )
         assert status == 200 and data["data"]["resultType"] == "matrix", (status, data)
         return list(data["data"]["result"])
 
@@ -316,7 +321,8 @@ def test_fleet_sli_on_federation_and_victoriametrics(tmp_path: Path) -> None:
         begin = time.time()
 
         # 1-2. One prober's own path broken, then two others' at different times.
-        for prober, seconds in ((p1, 8.0), (p2, 6.0), (p3, 6.0)):
+        for prober in probers:
+            seconds = CUTS[prober.name]
             prober.proxy.cut()
             hold(seconds)
             prober.proxy.restore()
@@ -336,15 +342,12 @@ def test_fleet_sli_on_federation_and_victoriametrics(tmp_path: Path) -> None:
             assert down_samples(engine, begin)[0] == 0, (engine.name, "fleet downtime")
 
         # 3. The real outage, seen by all three.
-        print("warm", time.time() - begin)
         peer.status = 503
-        outage_start = time.time()
         hold(OUTAGE)
         peer.status = 200
         for engine in engines:
             wait_until(engine.pages, 60, f"a page from {engine.name}")
 
-        print("paged", time.time() - outage_start)
         # 4. p3 killed: it leaves the fold, nothing counts down.
         p3.kill()
         for engine in engines:
@@ -355,12 +358,15 @@ def test_fleet_sli_on_federation_and_victoriametrics(tmp_path: Path) -> None:
             )
 
         # 5. Maintenance started once, then an outage inside it.
+        probers_api = [arg for p in (p1, p2) for arg in ("--prober", f"http://{p.address}")]
+        result = monai_slo(
+            "maintenance", "start", "-c", str(p1.config), "--service", "pacs",
+            *probers_api, "--for", "1h", "--reason", "fleet e2e",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
         for prober in (p1, p2):
-            result = prober.cli(
-                "maintenance", "-c", str(prober.config), "start", "--service", "pacs",
-                "--for", "1h", "--reason", "fleet e2e",
-            )
-            assert result.returncode == 0, result.stdout + result.stderr
+            listed = prober.cli("maintenance", "list", "-c", str(prober.config), "-o", "json")
+            assert "fleet e2e" in listed.stdout, (prober.name, listed.stdout)
         for engine in engines:
             wait_until(lambda engine=engine: not engine.pages(), 60, f"{engine.name}: page ends")
         peer.status = 503
@@ -370,13 +376,83 @@ def test_fleet_sli_on_federation_and_victoriametrics(tmp_path: Path) -> None:
         for engine in engines:
             assert engine.pages() == [], (engine.name, engine.pages())
 
-        # The fleet downtime: the scheduled outage, within an evaluation interval.
+        # The fleet downtime: the scheduled outage, within an evaluation interval (plus a
+        # check interval: when the probers first see it down and up again).
+        figures = {}
         for engine in engines:
             wait_until(
                 lambda engine=engine: engine.fleet(m.RECORDED_FLEET_SERVICE_SLI) is None,
                 30,
                 f"{engine.name}: the SLI left out in maintenance",
             )
-            down, total = down_samples(engine, begin)
-            print(engine.name, "fleet downtime", down * EVALUATION, "of", total, "samples",
-                  "truth", OUTAGE)
+            down, _ = down_samples(engine, begin)
+            figures[engine.name] = down * EVALUATION
+        print("fleet downtime, s:", figures, "truth:", OUTAGE)
+        for name, downtime in figures.items():
+            assert abs(downtime - OUTAGE) <= TOLERANCE, (name, downtime, OUTAGE)
+        check_fleet_views(tmp_path, engines, probers[:2], figures)
+
+
+TOLERANCE = EVALUATION + CHECK_INTERVAL
+CUTS = {"p1": 8.0, "p2": 6.0, "p3": 6.0}
+
+
+def prober_downtime(prober: Prober, month: str) -> float:
+    """Unplanned downtime in the prober's own history this month."""
+    config = load_config(prober.config)
+    store = HistoryStore(config.storage, retention=config.retention, read_only=True)
+    try:
+        report = build_report(config, store, parse_period(month), time.time())
+    finally:
+        store.close()
+    return report.environments[0].services[0].unplanned_down
+
+
+def check_fleet_views(
+    tmp_path: Path, engines: list[Engine], live: list[Prober], figures: dict[str, float]
+) -> None:
+    """status/report --prometheus on each engine: the two probers left, maintenance on, the
+    engine's own downtime, and availability no worse than any single prober saw."""
+    config = live[0].config
+    month = time.strftime("%Y-%m", time.gmtime())
+    own = {p.name: prober_downtime(p, month) for p in live}
+    for engine in engines:
+        result = monai_slo("status", "-c", str(config), "--prometheus", engine.url, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["source"] == "prometheus"
+        assert data["probers"] == ["p1", "p2"], data["probers"]
+        (pacs,) = data["services"]
+        assert pacs["probers_reporting"] == 2
+        assert pacs["maintenance"] is True
+        assert pacs["state"] == "no_data"  # the SLI is left out in maintenance
+        window = pacs["windows"]["5m"]
+        downtime = (1 - window["availability_ratio"]) * window["data_coverage_ratio"] * 300
+        assert abs(downtime - figures[engine.name]) <= EVALUATION, (engine.name, downtime)
+        # Each prober's own downtime is the outage plus its own cut: less the cut, the fleet's.
+        for name, seconds in own.items():
+            alone = CUTS[name] + figures[engine.name]
+            assert abs(seconds - alone) <= TOLERANCE, (engine.name, name, seconds, alone)
+        table = monai_slo("status", "-c", str(config), "--prometheus", engine.url)
+        assert table.returncode == 0 and "2 probers reporting (p1, p2)" in table.stdout, table
+
+        target = tmp_path / f"report-{engine.name}.html"
+        result = monai_slo(
+            "report", "-c", str(config), "--prometheus", engine.url, "--period", month,
+            "-o", str(target),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "2 probers reporting" in result.stdout
+        report, _ = fleet_report(
+            load_config(config), PrometheusSource(engine.url), parse_period(month), time.time()
+        )
+        (service,) = report.environments[0].services
+        # Down instants inside maintenance are listed apart, as the report does for one prober.
+        unplanned = [o for o in service.outages if o.unplanned > 0]
+        assert len(unplanned) == 1, (engine.name, service.outages)
+        (outage,) = unplanned
+        assert abs(outage.duration - OUTAGE) <= TOLERANCE, (engine.name, outage)
+        assert abs(service.unplanned_down - figures[engine.name]) <= EVALUATION
+        html = target.read_text()
+        assert "Outages (" in html and engine.url in html, engine.name
+        assert service.maintenance > 0

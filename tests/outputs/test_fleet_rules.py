@@ -35,18 +35,26 @@ def test_quorum_defaults_to_all_and_rejects_nonsense() -> None:
 
 
 def test_the_quorum_decides_the_instant_state() -> None:
-    """'all': down when every reporting prober sees it down; k: when at least k do (or every
-    reporting one, when fewer than k report)."""
+    """'all': down when every reporting prober sees it down (the best of them does); k: when
+    at least k do (or every reporting one, when fewer than k report). Both read the probers'
+    series, leaving out a prober whose target is down, and the SLI does too: no recorded
+    series between the scrape and the SLI."""
     config = load_config(TEST_CONFIG)
-    every = records(generate_rules(config), "monai-slo:prod", m.RECORDED_FLEET_SERVICE_DOWN)
-    assert every[0]["expr"] == (
-        f'{m.RECORDED_FLEET_SERVICE_DOWN_PROBERS}{{environment="prod"}} >= bool '
-        f'{m.RECORDED_FLEET_SERVICE_REPORTING}{{environment="prod"}}'
+    up = (
+        f'({m.SERVICE_UP}{{environment="prod"}} unless on (job, instance) '
+        '(up{job="monai-slo"} == 0))'
     )
+    document = generate_rules(config)
+    (every,) = records(document, "monai-slo:prod", m.RECORDED_FLEET_SERVICE_DOWN)
+    assert every["expr"] == f"1 - max without (instance, prober) ({up})"
+    (sli,) = records(document, "monai-slo:prod", m.RECORDED_FLEET_SERVICE_SLI)
+    assert every["expr"] in sli["expr"] and ":fleet" not in sli["expr"].split("unless")[0]
     two = generate_rules(config, AlertingOptions(quorum=2))
     (rule,) = records(two, "monai-slo:prod", m.RECORDED_FLEET_SERVICE_DOWN)
-    assert rule["expr"].endswith(
-        f'clamp_max({m.RECORDED_FLEET_SERVICE_REPORTING}{{environment="prod"}}, 2)'
+    assert rule["expr"] == (
+        f"(count without (instance, prober) ({up} == 0) or "
+        f"count without (instance, prober) ({up}) * 0) >= bool "
+        f"clamp_max(count without (instance, prober) ({up}), 2)"
     )
 
 
