@@ -31,18 +31,18 @@ def fleet_status_command(
     except EngineError as exc:
         print(f"status --prometheus: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    data = status_data(fleet.reports, source="prometheus")
+    data["probers"] = list(fleet.probers)
+    for service in data["services"]:
+        service["probers_reporting"] = fleet.reporting.get(
+            (service["environment"], service["service"]), 0
+        )
     if output != "table":
-        data = status_data(fleet.reports, source="prometheus")
-        data["probers"] = list(fleet.probers)
-        for service in data["services"]:
-            service["probers_reporting"] = fleet.reporting.get(
-                (service["environment"], service["service"]), 0
-            )
         print_data(data, output)
         return ExitCode.OK
     width, colour = output_width(), colour_enabled()
     sys.stdout.write(_probers_line(url, fleet.probers) + "\n")
-    sys.stdout.write(status_table(fleet.reports, wide=wide, width=width, colour=colour) + "\n")
+    sys.stdout.write(status_table(data["services"], wide=wide, width=width, colour=colour) + "\n")
     return ExitCode.OK
 
 
