@@ -174,35 +174,53 @@ class Counter(_Deferred, CounterMetricFamily):
         self.rows.append((tuple(labels), value))
 
 
-# '{a="x",b="y"}' per label names and values (sorted by name, as prometheus_client writes
-# them): the same few thousand every scrape, one per check and per service window.
-_label_sets: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+# Label names -> their values -> '{a="x",b="y"}' (sorted by name, as prometheus_client
+# writes them): the same few thousand every scrape, one per check and per service window.
+_label_sets: dict[tuple[str, ...], dict[tuple[str, ...], str]] = {}
+_label_set_count = [0]
 
 
 def _label_set(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    key = (names, values)
-    text = _label_sets.get(key)
-    if text is None:
-        if len(values) != len(names):
-            raise _Exotic  # let prometheus_client say what is wrong
-        if len(_label_sets) > _PIECES_LIMIT:
-            _label_sets.clear()
-        pairs = sorted(zip(names, values, strict=True))
-        for name, _ in pairs:
-            _legacy(name)
-        inner = ",".join(f'{name}="{_value(value)}"' for name, value in pairs)
-        text = _label_sets[key] = f"{{{inner}}}" if inner else ""
+    if len(values) != len(names):
+        raise _Exotic  # let prometheus_client say what is wrong
+    if _label_set_count[0] > _PIECES_LIMIT:
+        _label_sets.clear()
+        _label_set_count[0] = 0
+    pairs = sorted(zip(names, values, strict=True))
+    for name, _ in pairs:
+        _legacy(name)
+    inner = ",".join(f'{name}="{_value(value)}"' for name, value in pairs)
+    text = _label_sets.setdefault(names, {})[values] = f"{{{inner}}}" if inner else ""
+    _label_set_count[0] += 1
     return text
+
+
+def go_float(value: float) -> str:
+    """prometheus_client's ``floatToGoString``, with the answer for most values written
+    directly: a finite float below 1e6 is its ``repr``, an int of fewer than seven digits
+    gains ``.0``; the rest (infinities, NaN, Go's exponents from 1e6 up, bools) go to it."""
+    kind = type(value)
+    if kind is float:
+        if -1e300 < value < 1e6:  # false for NaN and the infinities
+            return repr(value)
+    elif kind is int and -1_000_000 < value < 1_000_000:
+        return f"{value}.0"
+    return _go_float(value)
 
 
 def _rows(metric: _Deferred, out: list[str]) -> None:
     name = metric.name + "_total" if metric.type == "counter" else metric.name
     _legacy(name)
     names = metric._labelnames
+    known = _label_sets.get(names, {})
     for values, value in metric.rows:
         if value is None:
             raise _Exotic
-        out.append(f"{name}{_label_set(names, values)} {_go_float(value)}\n")
+        labels = known.get(values)
+        if labels is None:
+            labels = _label_set(names, values)
+            known = _label_sets[names]
+        out.append(f"{name}{labels} {go_float(value)}\n")
 
 
 def _samples(metric: Metric, out: list[str], forbidden: tuple[str, ...]) -> None:
@@ -227,7 +245,7 @@ def _samples(metric: Metric, out: list[str], forbidden: tuple[str, ...]) -> None
             raise _Exotic
         _legacy(name)
         if not labels:
-            out.append(f"{name} {_go_float(value)}\n")
+            out.append(f"{name} {go_float(value)}\n")
             continue
         if labels.keys() != keys:  # the same keys throughout a family, as a rule
             table = [(key, _pieces_for(key)) for key in sorted(labels)]
@@ -240,7 +258,7 @@ def _samples(metric: Metric, out: list[str], forbidden: tuple[str, ...]) -> None
                 piece = by_value[label] = f'{key}="{_value(label)}"'
                 _piece_count[0] += 1
             parts.append(piece)
-        out.append(f"{name}{{{','.join(parts)}}} {_go_float(value)}\n")
+        out.append(f"{name}{{{','.join(parts)}}} {go_float(value)}\n")
 
 
 def _text(registry: Collector) -> bytes:

@@ -10,10 +10,13 @@ import math
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from monai_slo.outputs import exposition
 from monai_slo.outputs.exposition import Counter, Gauge
@@ -90,3 +93,17 @@ def test_a_wrong_label_count_is_left_to_prometheus_client() -> None:
     for family in (ours, theirs):
         family.add_metric(["only one"], 1)
     assert exposition._text(_Frozen([ours])) == generate_latest(_Frozen([theirs]))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    value=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-(10**20), 10**20),
+        st.integers(-2_000_000, 2_000_000),
+        st.floats(-2e6, 2e6),
+        st.sampled_from([0.0, -0.0, 1e6, 999_999.999, 1e-300, -1e300, -1e301, 5e-324, True]),
+    )
+)
+def test_go_float_matches_prometheus_client(value: float) -> None:
+    assert exposition.go_float(value) == floatToGoString(value)
