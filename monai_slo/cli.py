@@ -106,7 +106,16 @@ def _report_parser(report: argparse.ArgumentParser) -> None:
         help="a UTC month such as 2026-11, or days 2026-11-05..2026-11-20",
     )
     report.add_argument(
-        "-o", "--output", help="file to write (default: ./monai-slo-report-PERIOD.html)"
+        "-o",
+        "--output",
+        help="file to write, - for stdout (default: ./monai-slo-report-PERIOD.FORMAT)",
+    )
+    report.add_argument(
+        "--format",
+        choices=("html", "pdf", "csv", "json"),
+        default="html",
+        help="html (default); pdf (printed by headless Chromium, $MONAI_SLO_CHROMIUM); csv, "
+        "one row per service; json, the whole report for scripts",
     )
     prometheus_option(report)
 
@@ -343,8 +352,10 @@ def _report(args: argparse.Namespace) -> int:
     if args.prometheus:
         from monai_slo.commands.fleet import fleet_report_command
 
-        return fleet_report_command(_load(args), args.prometheus, args.period, output)
-    return report_command(_load(args), args.period, output)
+        return fleet_report_command(
+            _load(args), args.prometheus, args.period, output, fmt=args.format
+        )
+    return report_command(_load(args), args.period, output, fmt=args.format)
 
 
 def _conformance(args: argparse.Namespace) -> int:

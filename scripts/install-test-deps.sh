@@ -26,6 +26,7 @@ command -v victoria-metrics >/dev/null 2>&1 && command -v vmalert >/dev/null 2>&
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)  # reads back report PDFs
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""

@@ -47,11 +47,17 @@ def fleet_status_command(
 
 
 def fleet_report_command(
-    config: Config, url: str, period: str, output: Path | None, *, now: float | None = None
+    config: Config,
+    url: str,
+    period: str,
+    output: Path | None,
+    *,
+    now: float | None = None,
+    fmt: str = "html",
 ) -> int:
+    from monai_slo.commands.report import write_report
     from monai_slo.outputs.fleet_view import fleet_report
-    from monai_slo.outputs.report import default_output, parse_period
-    from monai_slo.outputs.report_html import render_report
+    from monai_slo.outputs.report import parse_period
 
     try:
         parsed = parse_period(period)
@@ -65,8 +71,7 @@ def fleet_report_command(
     except EngineError as exc:
         print(f"report --prometheus: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    target = output or default_output(parsed)
-    target.write_text(render_report(report), encoding="utf-8")
-    print(_probers_line(url, probers))
-    print(f"wrote {target}")
-    return ExitCode.OK
+    # On stderr when the report itself goes to stdout (-o -).
+    to_stdout = output is not None and str(output) == "-"
+    print(_probers_line(url, probers), file=sys.stderr if to_stdout else sys.stdout)
+    return write_report(report, fmt, output)

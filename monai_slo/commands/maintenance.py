@@ -17,7 +17,7 @@ from monai_slo.config.model import Config
 from monai_slo.durations import format_duration
 from monai_slo.history.store import HistoryStore, MaintenanceRow
 from monai_slo.history.windows import end_windows, listed_windows, resolve_targets, start_window
-from monai_slo.outputs.report_html import audit_text
+from monai_slo.outputs.report_data import audit_text
 from monai_slo.safe_text import cell
 from monai_slo.slo.availability import ALERT_WINDOWS
 

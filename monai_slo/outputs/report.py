@@ -630,8 +630,8 @@ def _overlap(a: float, b: float, intervals: Sequence[Interval]) -> float:
 # -- the CLI verb ---------------------------------------------------------------------------
 
 
-def default_output(period: Period) -> Path:
-    return Path(f"monai-slo-report-{period.label}.html")
+def default_output(period: Period, extension: str = "html") -> Path:
+    return Path(f"monai-slo-report-{period.label}.{extension}")
 
 
 def period_from_spans(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from monai_slo import __version__
 from monai_slo.durations import format_duration
-from monai_slo.history.store import IncidentRow, MaintenanceRow
+from monai_slo.history.store import IncidentRow
 from monai_slo.outputs.report import (
     AvailabilityReport,
     CheckDown,
@@ -23,6 +23,16 @@ from monai_slo.outputs.report import (
     Period,
     ServicePeriod,
     day_class,
+)
+from monai_slo.outputs.report_data import (
+    ACCOUNTING_METHOD,
+    audit_text,
+    method_text,
+    minutes,
+    objective_text,
+    percent,
+    rollup_notice,
+    utc_time,
 )
 from monai_slo.periods import CalendarWindow, zone
 from monai_slo.slo.availability import Span, State
@@ -75,28 +85,6 @@ svg{display:block;width:100%;height:auto}
 
 def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
-
-
-def percent(ratio: float | None, digits: int = 3) -> str:
-    if ratio is None:
-        return "—"
-    if ratio == float("inf"):
-        return "∞"
-    return f"{ratio * 100:.{digits}f}%"
-
-
-def minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f}"
-
-
-def utc_time(at: float, seconds: bool = True) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime(
-        "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    )
-
-
-def objective_text(objective: float | None) -> str:
-    return "best effort" if objective is None else f"{objective:g}%"
 
 
 def window_words(label: str, calendar: CalendarWindow | None, now: float) -> str:
@@ -225,7 +213,12 @@ def render_report(report: AvailabilityReport) -> str:
         )
         body.append("</section>")
     body.append(_method(report))
+    body.append(_footer())
     return html_page(f"Availability report {period.label}", REPORT_CSS, "".join(body))
+
+
+def _css_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 REPORT_CSS = (
@@ -235,24 +228,25 @@ section.service{break-inside:avoid;page-break-inside:avoid;margin-bottom:18px}
 dl.figures{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:6px 14px;margin:6px 0}
 dl.figures div{border:1px solid #ddd;border-radius:4px;padding:4px 8px}
 dl.figures dt{font-size:12px;color:#616161}dl.figures dd{margin:0;font-size:18px;font-weight:bold}
-@media print{body{padding:0;max-width:none}h2{break-after:avoid}}
+@media print{body{padding:0;max-width:none}h2{break-after:avoid}footer.method{display:none}}
+footer.method{margin-top:24px;border-top:1px solid #ddd;padding-top:6px;font-size:12px;
+color:#616161}
 """
+    # Printed (the PDF), the method is in every page's bottom margin instead.
+    + "@page{size:A4;margin:14mm 12mm 22mm;@bottom-left{content:"
+    + _css_string(ACCOUNTING_METHOD)
+    + ' " Page " counter(page) " of " counter(pages);font-size:7pt;color:#616161;'
+    + 'font-family:"DejaVu Sans",Arial,sans-serif}}\n'
 )
 
 
 def _archive_notice(report: AvailabilityReport) -> list[str]:
-    """Says where the figures of days older than the full-resolution history come from."""
-    if report.archived_until is None:
+    notice = rollup_notice(report)
+    if notice is None or report.archived_until is None:
         return []
     return [
         f'<p class="archived" data-archived-until="{report.archived_until:.0f}"><b>From daily '
-        f"rollups:</b> the days before {esc(utc_time(report.archived_until, False))} UTC are "
-        "older than the full-resolution history (kept "
-        f"{esc(format_duration(report.retention))}); their figures come from the daily rollups "
-        f"(kept {esc(format_duration(report.archive_retention))}): seconds up, down, without "
-        "data and in maintenance, outages counted and failure reasons with counts per day. "
-        "Those days' outages are not listed one by one, and the state strip starts after "
-        "them.</p>"
+        f"rollups:</b> {esc(notice)}</p>"
     ]
 
 
@@ -517,22 +511,6 @@ def incident_notes(incident: IncidentRow) -> str:
     )
 
 
-def audit_text(row: MaintenanceRow | None) -> str:
-    """Who planned a window and who ended it early, in words (not escaped)."""
-    if row is None:
-        return "from the config file"
-    made = f"started by {row.created_by or 'unknown (recorded before authors were kept)'}"
-    if row.created:
-        made += f" at {utc_time(row.created)}"
-    if row.ended_by is not None:
-        made += f"; ended early by {row.ended_by or 'unknown'}"
-        if row.ended_at is not None:
-            made += f" at {utc_time(row.ended_at)}"
-        if row.planned_end is not None:
-            made += f" (planned until {utc_time(row.planned_end)})"
-    return made
-
-
 def _maintenance_table(s: ServicePeriod) -> str:
     if not s.windows:
         return ""
@@ -553,17 +531,9 @@ def _maintenance_table(s: ServicePeriod) -> str:
 
 
 def _method(report: AvailabilityReport) -> str:
-    return (
-        "<h2>How these figures are computed</h2><p class='muted'>Availability is time-weighted: "
-        "each check result stands for the time until the next one, at most its staleness "
-        "limit; later time is <em>no data</em>, neither up nor down. A service is down while "
-        "any of its checks is down. Planned maintenance is left out of the measured time, so "
-        "achieved availability = up / (up + unplanned down), and downtime inside maintenance "
-        "is listed separately. Error budget consumed = unplanned downtime / allowed downtime, "
-        "where allowed downtime = (1 &minus; objective) &times; (period &minus; maintenance). "
-        "Each outage lists every failure reason of its checks, each from when it began; "
-        "full-resolution history is kept for "
-        f"{esc(format_duration(report.retention))}, then one row per check and service per UTC "
-        f"day (the same seconds, outages counted, reasons with counts) for "
-        f"{esc(format_duration(report.archive_retention))}; older time shows as no data.</p>"
-    )
+    return f"<h2>How these figures are computed</h2><p class='muted'>{esc(method_text(report))}</p>"
+
+
+def _footer() -> str:
+    """The accounting method under the page (and, printed, in every PDF page's margin)."""
+    return f'<footer class="method" data-method>{esc(ACCOUNTING_METHOD)}</footer>'

@@ -29,6 +29,7 @@ from monai_slo.history.evaluation import (
 )
 from monai_slo.history.store import HistoryStore, IncidentRow, MaintenanceRow, ReasonMark
 from monai_slo.outputs.report import DAY, DayStats, daily_stats, utc_day_start
+from monai_slo.outputs.report_data import objective_text, percent
 from monai_slo.outputs.report_html import (
     BASE_CSS,
     COLOURS,
@@ -38,8 +39,6 @@ from monai_slo.outputs.report_html import (
     html_page,
     incident_notes,
     legend,
-    objective_text,
-    percent,
     window_words,
 )
 from monai_slo.periods import CalendarWindow
