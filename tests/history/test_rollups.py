@@ -5,6 +5,9 @@ rollups answer a 2022 report from the rollup tables' primary keys."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +21,8 @@ from monai_slo.history import store as store_module
 from monai_slo.history.rollup import archive_and_prune, roll_up
 from monai_slo.history.store import DAY, SCHEMA_VERSION, DayRollup, HistoryStore
 from monai_slo.outputs.report import build_report, parse_period
+from monai_slo.outputs.report_csv import render_csv
+from monai_slo.outputs.report_data import render_json
 from monai_slo.outputs.report_html import render_report
 
 ECHO = ("radiology", "pacs", "echo")
@@ -150,6 +155,13 @@ def test_days_aging_out_are_rolled_up_with_the_figures_of_their_segments(tmp_pat
     assert "From daily rollups:" in html
     assert 'data-archived="3"' in html
     assert "echo: refused (1), timeout (1)" in html
+    # The exports say so too, with the same counts.
+    document = json.loads(render_json(after))
+    assert document["rollup_notice"].startswith("The days before 2022-01-05 00:00 UTC")
+    assert document["services"][0]["archived"]["outages"] == 3
+    assert document["services"][0]["archived"]["reasons"]["echo"] == {"refused": 1, "timeout": 1}
+    (row,) = csv.DictReader(io.StringIO(render_csv(after)))
+    assert row["outage_count"] == "3" and row["rollup_notice"] == document["rollup_notice"]
 
 
 def test_the_daemon_rolls_up_at_start(tmp_path: Path) -> None:
