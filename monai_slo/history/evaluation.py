@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -115,7 +116,10 @@ def service_spans(
     return ids, per_check, service_timeline(per_check, start, end)
 
 
+@functools.lru_cache(maxsize=1024)
 def window_label(seconds: float) -> str:
+    # The same few lengths for every service at every scrape (a calendar window's "so far"
+    # varies, hence the bound).
     return format_duration(seconds)
 
 
