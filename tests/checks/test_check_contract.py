@@ -139,3 +139,14 @@ def test_local_kinds_keep_the_shape_and_deadline(kind: str, tmp_path: Path) -> N
         outcome, elapsed = _run(kind, _config(kind, **LOCAL[kind]))
     _assert_shape(outcome)
     assert elapsed <= TIMEOUT + GRACE
+
+
+@pytest.mark.parametrize("kind", sorted(NETWORK))
+def test_deadline_spent_before_the_run_is_a_timeout(kind: str) -> None:
+    """A run whose deadline is already spent (queued or starved that long) says timeout; it
+    never reaches a peer with a zero timeout, nor raises."""
+    config = _config(kind, **NETWORK[kind](_closed_port()))
+    outcome = KINDS[kind].run(config, Deadline(0.0))
+    _assert_shape(outcome)
+    assert not outcome.success
+    assert outcome.reason in {FailureReason.TIMEOUT, FailureReason.REFUSED}, outcome

@@ -463,6 +463,10 @@ class _Canary:
         """C-STORE the canary; None when stored, else the ``store_failed`` outcome."""
         send = self.config.send
         step = min(self.config.effective_step_timeout, deadline.remaining())
+        if step <= 0:  # a run queued or started past its deadline sends nothing
+            return CheckOutcome.fail(
+                FailureReason.TIMEOUT, "check deadline reached before the canary was sent"
+            )
         store = _Store(self.dataset)
         outcome = run_service(_dicom_config(self.config, send, step), Deadline(step), store)
         if outcome.success and store.stored_at is not None:
