@@ -40,6 +40,9 @@ KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(
     path.parent.name for path in (KUBERNETES / "overlays").glob("*/kustomization.yaml")
 )
+# A fleet's site overlays: a prober each, no rules (they run once, centrally).
+FLEET_SITES = [name for name in OVERLAYS if name.startswith("fleet-site-")]
+WITH_RULES = [name for name in OVERLAYS if name not in FLEET_SITES]
 CONTAINERFILE = ROOT / "deploy" / "container" / "Containerfile"
 # The oldest Kubernetes still commonly run, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
@@ -89,6 +92,29 @@ def one(resources: list[Resource], kind: str) -> Resource:
 @pytest.fixture(scope="module", params=OVERLAYS)
 def overlay(request: pytest.FixtureRequest) -> tuple[str, list[Resource]]:
     return request.param, render(KUBERNETES / "overlays" / request.param)
+
+
+@pytest.fixture(scope="module", params=WITH_RULES)
+def overlay_with_rules(request: pytest.FixtureRequest) -> tuple[str, list[Resource]]:
+    return request.param, render(KUBERNETES / "overlays" / request.param)
+
+
+def test_fleet_sites_share_one_config_and_carry_no_rules() -> None:
+    """Each site of the fleet runs the production prober's config unchanged (the fold needs
+    the same environment, service and check names), under its own prober label, and ships
+    no PrometheusRule: loading it per site would evaluate, and alert, once per site."""
+    assert len(FLEET_SITES) >= 2
+    production = render(KUBERNETES / "overlays" / "production")
+    config = one(production, "ConfigMap")["data"]
+    for name in FLEET_SITES:
+        resources = render(KUBERNETES / "overlays" / name)
+        assert by_kind(resources, "PrometheusRule") == [], name
+        assert one(resources, "ConfigMap")["data"] == config, name
+        monitor = one(resources, "ServiceMonitor")
+        relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
+        assert [r["replacement"] for r in relabelings if r.get("targetLabel") == "prober"] == [
+            name.removeprefix("fleet-")
+        ]
 
 
 def test_there_are_staging_and_production_overlays() -> None:
@@ -192,10 +218,12 @@ def test_probers_are_told_apart() -> None:
     assert len(names) == len(set(names)) == len(OVERLAYS)
 
 
-def test_prometheus_rule_is_the_generated_rules(overlay: tuple[str, list[Resource]]) -> None:
+def test_prometheus_rule_is_the_generated_rules(
+    overlay_with_rules: tuple[str, list[Resource]],
+) -> None:
     """The PrometheusRule holds exactly the rules monai-slo generates from the config in the
     overlay's ConfigMap, for the job prometheus-operator names after the Service."""
-    _, resources = overlay
+    _, resources = overlay_with_rules
     rule = one(resources, "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     config = load_config(Path("config.yaml"), one(resources, "ConfigMap")["data"]["config.yaml"])
@@ -218,13 +246,13 @@ def test_prometheus_rule_files_are_current() -> None:
 
 
 def test_prometheus_rule_passes_promtool(
-    overlay: tuple[str, list[Resource]], tmp_path: Path
+    overlay_with_rules: tuple[str, list[Resource]], tmp_path: Path
 ) -> None:
     """Prometheus's own checker accepts the PrometheusRule's groups."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool missing: run scripts/install-test-deps.sh (Debian prometheus)")
-    _, resources = overlay
+    _, resources = overlay_with_rules
     rules = tmp_path / "rules.yml"
     rules.write_text(yaml.safe_dump(one(resources, "PrometheusRule")["spec"]))
     result = subprocess.run(

@@ -138,5 +138,5 @@ def test_rule_evaluation_cost_for_1000_services(tmp_path: Path) -> None:
 
     cost = measure(tmp_path, services=1000, probers=3, evaluations=5)
     print(f"group {cost.seconds * 1000:.0f} ms, fleet SLI rules {cost.fleet_seconds * 1000:.0f} ms")
-    assert cost.rules > 2000
+    assert cost.rules > 1000  # one no-data alert per service, the rest per environment
     assert 0 < cost.fleet_seconds < cost.seconds < 10
