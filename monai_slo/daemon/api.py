@@ -247,6 +247,7 @@ class DaemonApi:
             reason=wanted.reason,
             author=author,
             now=now,
+            via="api",
         )
         if isinstance(started, str):
             return _error(404, started)

@@ -111,12 +111,13 @@ CREATE TABLE IF NOT EXISTS runs (
 ) WITHOUT ROWID;
 -- Maintenance started from the CLI; service NULL covers every service of the environment.
 -- created_by: who started it; ended_by/ended_at: who ended (or cancelled) it early and when;
--- planned_end: the end it had before that.
+-- planned_end: the end it had before that; via: 'cli' or 'api', the path that started it.
 CREATE TABLE IF NOT EXISTS maintenance (
     id INTEGER PRIMARY KEY,
     environment TEXT NOT NULL, service TEXT,
     start REAL NOT NULL, end REAL NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL,
-    created_by TEXT NOT NULL DEFAULT '', ended_by TEXT, ended_at REAL, planned_end REAL
+    created_by TEXT NOT NULL DEFAULT '', ended_by TEXT, ended_at REAL, planned_end REAL,
+    via TEXT NOT NULL DEFAULT 'cli'
 );
 CREATE TABLE IF NOT EXISTS last_results (
     check_id INTEGER PRIMARY KEY REFERENCES checks(id),
@@ -167,6 +168,9 @@ _ADD_REASONS_AND_AUDIT = (
     "ALTER TABLE maintenance ADD COLUMN ended_at REAL",
     "ALTER TABLE maintenance ADD COLUMN planned_end REAL",
 )
+
+# Version 4 also records which path started a maintenance window (windows before it: the CLI).
+_ADD_MAINTENANCE_VIA = "ALTER TABLE maintenance ADD COLUMN via TEXT NOT NULL DEFAULT 'cli'"
 
 # Tables new in version 4: per UTC day (epoch seconds // 86400) what the segments of that day
 # leave behind once they age out of ``retention``, kept for ``archive_retention``. Milliseconds
@@ -315,6 +319,8 @@ class MaintenanceRow:
     ended_at: float | None = None
     planned_end: float | None = None
     """Its end before it was ended early."""
+    via: str = "cli"
+    """The path that started it: ``cli`` or ``api`` (the daemon's /api/v1/maintenance)."""
 
     def covers(self, environment: str, service: str) -> bool:
         return self.environment == environment and self.service in (None, service)
@@ -532,7 +538,12 @@ class HistoryStore:
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            elif not _has_latency_counts(db) or not _has_reasons(db) or not _has_rollups(db):
+            elif (
+                not _has_latency_counts(db)
+                or not _has_reasons(db)
+                or not _has_rollups(db)
+                or not _has_maintenance_via(db)
+            ):
                 _migrate(db)
             latency_seconds.add_table(db, clock())
         except sqlite3.Error as exc:
@@ -563,6 +574,7 @@ class HistoryStore:
             self._fine = LatencyBySecond(db, self._clock(), in_memory=not self.read_only)
             self._v3 = _has_reasons(db)
             self._v4 = _has_rollups(db)  # a read-only reader may find a version 3 file
+            self._via = _has_maintenance_via(db)
             columns = _SEGMENT_COLUMNS if self._v3 else _SEGMENT_COLUMNS_V2
             rows = db.execute(
                 f"SELECT check_id, {columns} FROM segments s WHERE start = "  # noqa: S608 -- fixed columns
@@ -1270,14 +1282,16 @@ class HistoryStore:
         reason: str,
         now: float,
         author: str = "",
+        via: str = "cli",
     ) -> int:
-        """Store a window started by ``author`` (the OS user for the CLI) at ``now``."""
+        """Store a window started by ``author`` (the OS user for the CLI) at ``now``
+        through ``via`` (``cli`` or ``api``)."""
         with self._write_lock:
             cursor = self._db.execute(
                 "INSERT INTO maintenance "
-                "(environment, service, start, end, reason, created, created_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (environment, service, start, end, reason, now, clean(author, AUTHOR_LIMIT)),
+                "(environment, service, start, end, reason, created, created_by, via) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (environment, service, start, end, reason, now, clean(author, AUTHOR_LIMIT), via),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
@@ -1324,7 +1338,7 @@ class HistoryStore:
                     "created, created_by, ended_by, ended_at, planned_end"
                     if self._v3
                     else "created, '', NULL, NULL, NULL"
-                )
+                ) + (", via" if self._via else ", 'cli'")
                 rows = self._reader.execute(
                     f"SELECT id, environment, service, start, end, reason, {audit} "  # noqa: S608 -- fixed columns
                     "FROM maintenance WHERE end > ? ORDER BY start, id",
@@ -1603,6 +1617,8 @@ def _migrate(db: sqlite3.Connection) -> None:
                     db.execute(statement)
             # Pruned without rollups until now: see HistoryStore.first_complete_day.
             db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_before_rollups', '1')")
+        if not _has_maintenance_via(db):
+            db.execute(_ADD_MAINTENANCE_VIA)
         db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -1642,6 +1658,10 @@ def _rollup(day: int, row: Sequence[Any]) -> DayRollup:
 def _reasons(text: str) -> dict[str, int]:
     # Most days have no failure: no JSON to parse.
     return {} if text in {"", "{}"} else {str(k): int(v) for k, v in json.loads(text).items()}
+
+
+def _has_maintenance_via(db: sqlite3.Connection) -> bool:
+    return "via" in {row[1] for row in db.execute("PRAGMA table_info(maintenance)")}
 
 
 def _has_reasons(db: sqlite3.Connection) -> bool:

@@ -85,6 +85,7 @@ def start_window(
     reason: str,
     author: str,
     now: float,
+    via: str = "cli",
 ) -> Started | str:
     """Store a window started by ``author`` at ``now``; an error message when the targets
     name nothing (or are ambiguous)."""
@@ -93,7 +94,7 @@ def start_window(
         return targets
     env_name = targets[0].environment
     window_id = store.add_maintenance(
-        env_name, service, start, end, reason=reason, now=now, author=author
+        env_name, service, start, end, reason=reason, now=now, author=author, via=via
     )
     return Started(window_id, env_name, service, start, end, reason, author)
 
@@ -141,7 +142,7 @@ class Listed:
             "start": utc(self.window.start),
             "end": utc(self.window.end),
             "state": self.state,
-            "source": "config" if self.window.id is None else "cli",
+            "source": "config" if row is None else row.via,
             "reason": self.window.reason,
             "created_by": None if row is None else row.created_by,
             "created": None if row is None or not row.created else utc(row.created),

@@ -115,6 +115,8 @@ def audit_text(row: MaintenanceRow | None) -> str:
     made = f"started by {row.created_by or 'unknown (recorded before authors were kept)'}"
     if row.created:
         made += f" at {utc_time(row.created)}"
+    if row.via == "api":
+        made += " through the daemon's API"
     if row.ended_by is not None:
         made += f"; ended early by {row.ended_by or 'unknown'}"
         if row.ended_at is not None:
@@ -229,7 +231,7 @@ def _window(start: float, end: float, reason: str, row: MaintenanceRow | None) -
         "start": iso(start),
         "end": iso(end),
         "reason": reason,
-        "source": "config" if row is None else "cli",
+        "source": "config" if row is None else row.via,
         "created_by": None if row is None else row.created_by,
         "created": None if row is None or not row.created else iso(row.created),
         "ended_by": None if row is None else row.ended_by,

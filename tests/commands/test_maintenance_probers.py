@@ -92,7 +92,7 @@ def test_one_window_reaches_every_prober(fleet: list[DaemonProcess], tmp_path: P
         assert line.startswith(f"{daemon.url}: ok: maintenance #1 for radiology/pacs"), line
         assert _maintenance_active(daemon) == 1
         listed = daemon.cli("maintenance", "list", "-o", "json")
-        [row] = [r for r in json.loads(listed.stdout) if r["source"] == "cli"]
+        [row] = [r for r in json.loads(listed.stdout) if r["source"] == "api"]
         assert (row["created_by"], row["reason"], row["state"]) == (USER, "PACS upgrade", "active")
     # -c after the sub-verb stays accepted (and is not needed: the probers know the services).
     stopped = _cli(
@@ -111,7 +111,7 @@ def test_one_window_reaches_every_prober(fleet: list[DaemonProcess], tmp_path: P
     for daemon in fleet:
         assert _maintenance_active(daemon) == 0
         listed = json.loads(daemon.cli("maintenance", "list", "-o", "json").stdout)
-        assert [r["ended_by"] for r in listed if r["source"] == "cli"] == [USER]
+        assert [r["ended_by"] for r in listed if r["source"] == "api"] == [USER]
     assert PASSWORD not in started.stdout + started.stderr + stopped.stdout + stopped.stderr
 
 
@@ -204,4 +204,4 @@ def test_prober_certificates_are_verified(tmp_path: Path, tls_ca: trustme.CA) ->
             assert trusted.returncode == 0, trusted.stdout + trusted.stderr
             assert _maintenance_active(daemon) == 1
             listed = json.loads(daemon.cli("maintenance", "list", "-o", "json").stdout)
-            assert [r["created_by"] for r in listed if r["source"] == "cli"] == ["api@127.0.0.1"]
+            assert [r["created_by"] for r in listed if r["source"] == "api"] == ["api@127.0.0.1"]

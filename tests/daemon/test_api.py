@@ -129,6 +129,7 @@ def test_maintenance_through_the_api_is_audited_and_ends(tmp_path: Path, peer: H
         listed = daemon.cli("maintenance", "list", "-o", "json")
         [row] = [r for r in json.loads(listed.stdout) if r["id"] == started["id"]]
         assert row["created_by"] == "api@127.0.0.1" and row["reason"] == "PACS upgrade"
+        assert row["source"] == "api"  # the path that started it, beside who
         assert daemon.api("GET", MAINTENANCE)[1]["windows"][0]["state"] == "active"
         assert daemon.api("DELETE", f"{MAINTENANCE}/{started['id']}") == (200, {"ended": 1})
         assert _maintenance_active(daemon) == 0
