@@ -7,8 +7,8 @@ The engine records the fleet SLI once per evaluation (``monai_slo:service_sli:fl
 0 down, absent for no data or maintenance) and its per-window sums; each sample stands for
 one evaluation interval, estimated from the recorded samples' spacing. Status reads the
 per-window sums (cheap over 30 days); the report reads the instant series' raw samples, a day
-per query, and rebuilds the timeline from them. Check detail, latency and incidents stay in
-each prober's own history.
+per query (less for many services), and rebuilds the timeline from them. Check detail,
+latency and incidents stay in each prober's own history.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from monai_slo.tiers import percent_to_ratio
 # an evaluation that ran late or was skipped).
 GAP_INTERVALS = 3.0
 ENGINE_MAINTENANCE = "maintenance (recorded by the engine)"
+HOUR = 3600.0
+POINTS_PER_QUERY = 1_000_000
 
 Key = tuple[str, str]
 
@@ -167,14 +169,20 @@ def _spans(points: Sequence[tuple[float, float]], interval: float) -> list[Span]
     return spans
 
 
+def chunk_seconds(services: int, interval: float) -> float:
+    """How much time one raw-sample query covers: about POINTS_PER_QUERY samples over every
+    service (some 35 MB of JSON, under the answer bound), between an hour and a day."""
+    return min(DAY, max(HOUR, POINTS_PER_QUERY * interval / max(1, services)))
+
+
 def _raw(
-    source: PrometheusSource, expr: str, start: float, until: float
+    source: PrometheusSource, expr: str, start: float, until: float, chunk: float
 ) -> dict[Key, list[tuple[float, float]]]:
-    """Raw samples of ``expr`` in [start, until), a day per query, per service."""
+    """Raw samples of ``expr`` in [start, until), ``chunk`` seconds per query, per service."""
     found: dict[Key, dict[float, float]] = {}
     chunk_end = until
     while chunk_end > start:
-        span = min(DAY, chunk_end - start)
+        span = min(chunk, chunk_end - start)
         for labels, points in source.samples(f"{expr}[{max(1, round(span))}s]", chunk_end):
             into = found.setdefault(_key(labels), {})
             into.update((at, v) for at, v in points if start <= at < until)
@@ -189,8 +197,11 @@ def fleet_report(
     until = max(period.start, min(period.end, now))
     interval = evaluation_interval(source, config, now)
     where = _environments(config)
-    sli = _raw(source, f"{m.RECORDED_FLEET_SERVICE_SLI}{{{where}}}", period.start, until)
-    planned = _raw(source, f"{m.RECORDED_MAINTENANCE_ACTIVE}{{{where}}}", period.start, until)
+    chunk = chunk_seconds(len(list(config.services())), interval)
+    sli = _raw(source, f"{m.RECORDED_FLEET_SERVICE_SLI}{{{where}}}", period.start, until, chunk)
+    planned = _raw(
+        source, f"{m.RECORDED_MAINTENANCE_ACTIVE}{{{where}}}", period.start, until, chunk
+    )
     probers = probers_reporting(source, config, now)
 
     environments = []

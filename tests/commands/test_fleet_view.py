@@ -88,3 +88,14 @@ def test_answers_are_bounded() -> None:
 def test_only_http_urls() -> None:
     with pytest.raises(EngineError, match="expected an http"):
         PrometheusSource("file:///etc/passwd")
+
+
+def test_report_queries_stay_under_the_answer_bound() -> None:
+    """A day per query for a few services; for 1,000 services every 15 s, hours per query, so
+    one answer holds about a million samples, not 5.8 million."""
+    from monai_slo.outputs.fleet_view import DAY, HOUR, chunk_seconds
+
+    assert chunk_seconds(3, 1.0) == DAY
+    many = chunk_seconds(1000, 15.0)
+    assert HOUR <= many < DAY and 1000 * many / 15.0 <= 1_000_000
+    assert chunk_seconds(100_000, 1.0) == HOUR
