@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--scale-limit", type=int, default=20000, help="largest N the search tries")
     parser.add_argument(
+        "--scale-processes",
+        type=int,
+        default=None,
+        help="the daemon's worker_processes in scale runs (default: the daemon's own default; "
+        "0: checks on its threads)",
+    )
+    parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}"
     )
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         duration = args.duration or (30.0 if args.quick else 180.0)
         sizes = [int(n) for n in args.scale_n.split(",") if n.strip()]
         say(f"sustained scale, {duration:g} s per N, N = {sizes}{'' if args.quick else ' and on'}")
-        rows, log = scale.run(args.quick, duration, sizes, args.scale_limit)
+        rows, log = scale.run(args.quick, duration, sizes, args.scale_limit, args.scale_processes)
         result.add(rows)
         result.notes += log
     if "scrape" in sections:

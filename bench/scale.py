@@ -5,7 +5,8 @@ against local peers. After one interval of warm-up the daemon is watched for ``d
 seconds: its CPU and RSS from /proc, /metrics scraped every ``SCRAPE_EVERY`` seconds (as a
 Prometheus would; those scrapes are part of the load). Figures:
 
-* CPU (cores) and peak RSS of the daemon process;
+* CPU (cores) and peak RSS of the daemon with its child processes (its check worker
+  processes and multiprocessing's resource tracker; RSS summed, so shared pages count twice);
 * start lateness p50/p99, two ways: the scheduler's own histogram
   (``monai_slo_scheduler_start_lateness_seconds``: when APScheduler fired the run) and from
   ``monai_slo_check_last_run_timestamp_seconds`` (when a worker actually started it) against
@@ -41,9 +42,10 @@ from bench.report import Baseline, Row
 
 INTERVAL = 10.0
 SCRAPE_EVERY = 15.0
-CPU_TARGET = 1.0
-RSS_TARGET = 200 * 2**20
+CPU_TARGET = 1.5
+RSS_TARGET = 300 * 2**20
 LATENESS_TARGET = 1.0
+N_TARGET = 20_000
 CHECKS_PER_SERVICE = 10
 
 
@@ -57,12 +59,22 @@ class Targets:
     tcp_port: int
 
 
-def write_config(path: Path, n: int, targets: Targets, listen: str, storage: Path) -> None:
+def write_config(
+    path: Path,
+    n: int,
+    targets: Targets,
+    listen: str,
+    storage: Path,
+    *,
+    processes: int | None = None,
+) -> None:
     """N checks in services of ten: 4 dicom_echo, 5 http, 1 tcp each (the same 40/50/10 mix
-    for any N that is a multiple of ten)."""
+    for any N that is a multiple of ten); ``processes``: ``worker_processes`` (None: the
+    daemon's default)."""
     lines = [
         f"listen: {listen}",
         f"storage: {storage}",
+        *([] if processes is None else [f"worker_processes: {processes}"]),
         f"defaults: {{interval: {INTERVAL:g}s, timeout: 5s, calling_aet: MONAI_SLO}}",
         "environments:",
         "  - name: bench",
@@ -292,10 +304,39 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError("daemon not ready within 120 s")
 
 
-def run_daemon(n: int, targets: Targets, duration: float, workdir: Path) -> Outcome:
+def tree(pid: int) -> list[int]:
+    """The process and its children (the daemon's worker processes)."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid, *children]
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of the process and its live children."""
+    total = 0.0
+    for member in tree(pid):
+        with contextlib.suppress(OSError):
+            total += process_cpu(member)
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    total = 0
+    for member in tree(pid):
+        with contextlib.suppress(OSError):
+            total += process_rss(member)
+    return total
+
+
+def run_daemon(
+    n: int, targets: Targets, duration: float, workdir: Path, processes: int | None = None
+) -> Outcome:
     port = free_port()
     config = workdir / f"scale-{n}.yaml"
-    write_config(config, n, targets, f"127.0.0.1:{port}", workdir / f"scale-{n}.sqlite")
+    storage = workdir / f"scale-{n}-{processes}.sqlite"
+    write_config(config, n, targets, f"127.0.0.1:{port}", storage, processes=processes)
     offsets = {
         ref.label.split("/", 1)[1]: start_offset(ref) for ref in load_config(config).checks()
     }
@@ -304,17 +345,17 @@ def run_daemon(n: int, targets: Targets, duration: float, workdir: Path) -> Outc
         pid = process.pid
         time.sleep(INTERVAL + 5)  # warm-up: every check has started once
         samples = [parse(*_scrape_at(port))]
-        cpu_start, started = process_cpu(pid), time.monotonic()
-        rss_peak = process_rss(pid)
+        cpu_start, started = tree_cpu(pid), time.monotonic()
+        rss_peak = tree_rss(pid)
         next_scrape = started + SCRAPE_EVERY
         while (now := time.monotonic()) < started + duration:
             time.sleep(min(1.0, max(0.0, started + duration - now)))  # sampling period
-            rss_peak = max(rss_peak, process_rss(pid))
+            rss_peak = max(rss_peak, tree_rss(pid))
             if time.monotonic() >= next_scrape:
                 samples.append(parse(*_scrape_at(port)))
                 next_scrape += SCRAPE_EVERY
         elapsed = time.monotonic() - started
-        cpu = process_cpu(pid) - cpu_start
+        cpu = tree_cpu(pid) - cpu_start
         samples.append(parse(*_scrape_at(port)))
     first, last = samples[0], samples[-1]
     lateness = start_lateness(samples, offsets)
@@ -368,7 +409,13 @@ def peers(workdir: Path, storescps: int) -> Iterator[Targets]:
 
 
 def search(
-    sizes: Sequence[int], duration: float, *, grow: bool, limit: int, log: list[str]
+    sizes: Sequence[int],
+    duration: float,
+    *,
+    grow: bool,
+    limit: int,
+    log: list[str],
+    processes: int | None = None,
 ) -> list[Outcome]:
     """Run each size; with ``grow``, double past the largest holding size (up to ``limit``),
     then bisect between the largest that held and the smallest that did not (to 25 %)."""
@@ -379,7 +426,7 @@ def search(
     ):
 
         def attempt(n: int) -> bool:
-            outcome = run_daemon(n, targets, duration, Path(tmp))
+            outcome = run_daemon(n, targets, duration, Path(tmp), processes)
             outcomes[n] = outcome
             log.append(_summary(outcome))
             print(log[-1], file=sys.stderr, flush=True)
@@ -429,9 +476,10 @@ def rows(outcomes: Sequence[Outcome]) -> list[Row]:
         section = f"scale N={o.n}"
         out += [
             Row(section, "daemon CPU", o.cpu_cores, "cores", [Baseline("target", CPU_TARGET)],
-                f"≤ {CPU_TARGET:g} core", o.cpu_cores <= CPU_TARGET),
+                f"≤ {CPU_TARGET:g} cores", o.cpu_cores <= CPU_TARGET),
             Row(section, "daemon peak RSS", o.rss_peak / 2**20, "MiB",
-                [Baseline("target", RSS_TARGET / 2**20)], "≤ 200 MiB", o.rss_peak <= RSS_TARGET),
+                [Baseline("target", RSS_TARGET / 2**20)], f"≤ {RSS_TARGET / 2**20:g} MiB",
+                o.rss_peak <= RSS_TARGET),
             Row(section, "start lateness p50 (worker start)", o.lateness_p50 * 1e3, "ms"),
             Row(section, "start lateness p99 (worker start)", o.lateness_p99 * 1e3, "ms",
                 [Baseline("target", LATENESS_TARGET * 1e3)], "≤ 1 s",
@@ -457,15 +505,15 @@ def largest_holding(outcomes: Sequence[Outcome]) -> Row:
         "largest N holding every target (10 s interval)",
         float(best),
         "checks",
-        [Baseline("target", 5000.0)],
-        "≥ 5,000",
-        best >= 5000,
+        [Baseline("target", float(N_TARGET))],
+        f"≥ {N_TARGET:,}",
+        best >= N_TARGET,
     )
 
 
 def run(
-    quick: bool, duration: float, sizes: Sequence[int], limit: int
+    quick: bool, duration: float, sizes: Sequence[int], limit: int, processes: int | None = None
 ) -> tuple[list[Row], list[str]]:
     log: list[str] = []
-    outcomes = search(sizes, duration, grow=not quick, limit=limit, log=log)
+    outcomes = search(sizes, duration, grow=not quick, limit=limit, log=log, processes=processes)
     return [*rows(outcomes), largest_holding(outcomes)], log

@@ -80,3 +80,9 @@ class Kinds(MutableMapping[str, CheckKind]):
 
 
 KINDS = Kinds(MODULES)
+
+# Kinds the daemon runs on its own threads even when it has worker processes: study_flow
+# answers Pending (its poll is a closure, which cannot cross processes); gpu and host read
+# this machine through libraries that keep state per process (NVML's handle, psutil's CPU
+# counters between calls).
+IN_PROCESS_KINDS = frozenset({"gpu", "host", "study_flow"})

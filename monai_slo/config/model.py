@@ -155,6 +155,13 @@ class ConfigSpec(_Strict):
         description="daily rollups kept once segments age out of retention (default 5y)",
     )
     workers: int = Field(default=32, ge=1, le=1024)
+    worker_processes: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="processes that run checks (0: on the daemon's own threads; "
+        "default one per core, up to four)",
+    )
     defaults: dict[str, Any] = Field(default_factory=dict)
     environments: list[EnvironmentSpec] = Field(min_length=1)
 
@@ -253,6 +260,8 @@ class Config:
     """What `monai-slo rules` needs beyond the checks."""
     archive_retention: float = DEFAULT_ARCHIVE_RETENTION
     """Daily rollups are kept this long (segments for ``retention``)."""
+    worker_processes: int | None = None
+    """Processes that run checks; None: the daemon chooses from the core count."""
 
     def services(self) -> Iterator[Service]:
         for environment in self.environments:
@@ -398,6 +407,7 @@ def _build(source: YamlSource, spec: ConfigSpec, path: Path) -> Config:
         web,
         spec.alerting,
         spec.archive_retention,
+        spec.worker_processes,
     )
 
 

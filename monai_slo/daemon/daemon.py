@@ -19,9 +19,11 @@ from types import FrameType
 from prometheus_client import CollectorRegistry
 
 from monai_slo.checks.base import CheckResult
+from monai_slo.checks.registry import IN_PROCESS_KINDS
 from monai_slo.config.model import CheckRef, Config, parse_listen
 from monai_slo.daemon import systemd
 from monai_slo.daemon.api import DaemonApi, changes_refused
+from monai_slo.daemon.process_pool import WorkerProcesses, default_processes
 from monai_slo.daemon.runner import CheckRunner
 from monai_slo.daemon.scheduler import CheckScheduler
 from monai_slo.daemon.server import MetricsServer
@@ -65,7 +67,9 @@ class Daemon:
             clock=clock,
         )
         self.counters = LiveCounters()
-        self.runner = CheckRunner(config.workers, self._record, clock=clock)
+        self.runner = CheckRunner(
+            config.workers, self._record, clock=clock, processes=_worker_processes(config)
+        )
         self.view = DaemonView(
             config,
             self.store,
@@ -174,6 +178,9 @@ class Daemon:
         self.scheduler.every("integrity", INTEGRITY_INTERVAL, self.store.check_integrity)
         watchdog_period = systemd.watchdog_period()
         self.scheduler.every("heartbeat", systemd.heartbeat_interval(watchdog_period), self._beat)
+        if self.runner.processes is not None:
+            # First runs must not time out while the processes import their kinds.
+            self.runner.processes.wait_ready()
         self.scheduler.start()
         self._archive()
         self._started = True
@@ -203,8 +210,14 @@ class Daemon:
                 log.error("config reload failed, keeping the running config: %s", reason)
             self._notify_status("READY=1\n")
             return False
-        if new.storage != self.config.storage or new.listen != self.config.listen:
-            log.warning("storage and listen changes take effect at the next restart")
+        if (
+            new.storage != self.config.storage
+            or new.listen != self.config.listen
+            or new.worker_processes != self.config.worker_processes
+        ):
+            log.warning(
+                "storage, listen and worker_processes changes take effect at the next restart"
+            )
         self._live_keys = {ref.key for ref in new.checks()}
         self.view.config = new
         self.view.reload_successful = True
@@ -266,6 +279,18 @@ class Daemon:
         self.server.stop()
         self.store.close()
         log.info("monai-slo stopped")
+
+
+def _worker_processes(config: Config) -> WorkerProcesses | None:
+    refs = list(config.checks())
+    count = config.worker_processes
+    if count is None:
+        count = default_processes(len(refs))
+    if not count:
+        return None
+    kinds = {ref.config.kind for ref in refs} - IN_PROCESS_KINDS
+    # Each thread waits for one check there, abandoned threads included (as many again).
+    return WorkerProcesses(count, 2 * config.workers, preload=sorted(kinds))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -26,14 +26,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 
 from monai_slo.checks.base import CheckOutcome, CheckResult, Deadline, FailureReason, Pending
-from monai_slo.checks.registry import KINDS
+from monai_slo.checks.registry import IN_PROCESS_KINDS, KINDS
 from monai_slo.config.model import CheckRef
+from monai_slo.daemon.attempt import attempt as _attempt
+from monai_slo.daemon.process_pool import WorkerProcesses
 from monai_slo.outputs.lateness import Lateness
-from monai_slo.safe_text import clean
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +41,6 @@ ResultSink = Callable[[CheckRef, CheckResult], None]
 CheckKey = tuple[str, str, str]
 # Past its own timeout a check gets this long to return before the runner gives up on it.
 DEADLINE_GRACE = 0.5
-MAX_DETAIL = 300
-
-
-def _attempt(label: str, step: Callable[[], CheckOutcome | Pending]) -> CheckOutcome | Pending:
-    """One call into a kind, exceptions contained and peer text cleaned."""
-    try:
-        outcome = step()
-    except Exception as exc:
-        # One line per run: a peer that trips a bug must not flood the log with tracebacks.
-        log.warning("check %s raised %s: %s", label, type(exc).__name__, exc)
-        log.debug("check %s raised", label, exc_info=True)
-        outcome = CheckOutcome.fail(FailureReason.ERROR, f"{type(exc).__name__}: {exc}")
-    if isinstance(outcome, Pending):
-        return outcome
-    detail = clean(outcome.detail, MAX_DETAIL)  # peer text: stored and shown as data
-    return outcome if detail == outcome.detail else replace(outcome, detail=detail)
 
 
 def _overdue(ref: CheckRef) -> CheckOutcome:
@@ -124,6 +108,7 @@ class CheckRunner:
         clock: Callable[[], float] = time.time,
         grace: float = DEADLINE_GRACE,
         max_abandoned: int | None = None,
+        processes: WorkerProcesses | None = None,
     ) -> None:
         self._size = workers
         # Each abandoned thread holds at most one socket until its own deadline ends it;
@@ -152,6 +137,9 @@ class CheckRunner:
         """Runs given up on at their deadline while their thread was still busy."""
         self.lateness = Lateness()
         """Start lateness against the schedule, including any wait for a free worker."""
+        # With worker processes a worker thread only waits there for its check's outcome
+        # (the runner closes them at shutdown).
+        self.processes = processes
         self._watchdog = threading.Thread(target=self._watch, name="check-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -283,20 +271,12 @@ class CheckRunner:
                     self._workers.discard(me)
                     return
                 pending = run.pending
-            if pending is None:
-                # The deadline starts when a worker picks the run up: time queued behind
-                # busy workers is the monitor's own lateness, not the peer's.
-                if run.due is not None:
-                    self.lateness.observe(max(0.0, time.time() - run.due))
-                kind = KINDS[run.ref.config.kind]
-                deadline = Deadline(run.deadline - time.monotonic())
-                outcome = _attempt(run.ref.label, partial(kind.run, run.ref.config, deadline))
-            else:
-                step = Deadline(
-                    min(pending.step_timeout, max(0.0, run.deadline - time.monotonic()))
-                )
-                outcome = _attempt(run.ref.label, partial(pending.poll, step))
+            outcome, remote = self._step(run, pending)
             with self._lock:
+                if remote and self._closed:
+                    # Stopping ended its process: that is no verdict on the peer.
+                    self._workers.discard(me)
+                    return
                 abandoned = run.abandoned
                 if abandoned:
                     self._abandoned -= 1
@@ -312,6 +292,23 @@ class CheckRunner:
             self._deliver_all(run.ref, ready)
             if abandoned:
                 return  # a replacement took this thread's place in the pool
+
+    def _step(self, run: _Run, pending: Pending | None) -> tuple[CheckOutcome | Pending, bool]:
+        """Start the run or poll it, on this worker; whether it ran in a worker process."""
+        if pending is not None:
+            step = Deadline(min(pending.step_timeout, max(0.0, run.deadline - time.monotonic())))
+            return _attempt(run.ref.label, partial(pending.poll, step)), False
+        # The deadline starts when a worker picks the run up: time queued behind busy
+        # workers is the monitor's own lateness, not the peer's.
+        if run.due is not None:
+            self.lateness.observe(max(0.0, time.time() - run.due))
+        deadline = Deadline(run.deadline - time.monotonic())
+        call: Callable[[], CheckOutcome | Pending]
+        if self.processes is not None and run.ref.config.kind not in IN_PROCESS_KINDS:
+            call = partial(self.processes.run, run.ref, deadline)
+            return _attempt(run.ref.label, call), True
+        call = partial(KINDS[run.ref.config.kind].run, run.ref.config, deadline)
+        return _attempt(run.ref.label, call), False
 
     def _park(self, run: _Run, pending: Pending) -> None:
         # Called with the lock held: wait for the next poll on a timer, holding no thread.
@@ -412,6 +409,8 @@ class CheckRunner:
             log.exception("recording the result of %s failed", ref.label)
 
     def shutdown(self, wait: bool = False) -> None:
+        if self.processes is not None:
+            self.processes.close()  # runs in flight there fail; their threads return
         with self._lock:
             self._closed = True
             self._queue.clear()
