@@ -160,7 +160,7 @@ class ConfigSpec(_Strict):
         ge=0,
         le=64,
         description="processes that run checks (0: on the daemon's own threads; "
-        "default one per core, up to four)",
+        "default: one per core beyond the first, up to four, from 5,000 checks on 4+ cores)",
     )
     defaults: dict[str, Any] = Field(default_factory=dict)
     environments: list[EnvironmentSpec] = Field(min_length=1)

@@ -36,18 +36,23 @@ HANG_AFTER = 5.0
 STOP_WAIT = 2.0
 READY_WAIT = 60.0
 # One interpreter runs 5,000 checks at 10 s in about half a core (docs/performance.md).
-PROCESSES_FROM = 2_000
+PROCESSES_FROM = 5_000
+MIN_CORES = 4
 CheckKey = tuple[str, str, str]
 
 
 def default_processes(checks: int) -> int:
-    """One worker process per core, up to four, for fleets past what one interpreter runs
-    with room to spare; none on a single core or for fewer checks (each process costs
-    ~40 MiB and a second to start, and gains nothing there)."""
+    """Worker processes when none are configured: one per core beside the daemon's own, up
+    to four, from ``PROCESSES_FROM`` checks on four cores or more; else none.
+
+    Measured on two cores (docs/performance.md): a run costs ~1.6x the CPU in a worker
+    process (pipes, pickling, a thread hand-off each way) and halves the daemon's own share;
+    with two cores that total runs out before one interpreter's core does.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cores or 1) < 2 or checks < PROCESSES_FROM:
+    if (cores or 1) < MIN_CORES or checks < PROCESSES_FROM:
         return 0
-    return min(4, cores or 1)
+    return min(4, (cores or 1) - 1)
 
 
 def _portable(formatter: logging.Formatter | None) -> logging.Formatter | None:
