@@ -4,6 +4,7 @@ costs only the checks it was running and is replaced; stopping leaves no process
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -189,3 +190,41 @@ def test_the_daemon_stops_its_worker_processes(tmp_path: Path, listener: int) ->
             daemon.process.kill()
             daemon.process.wait()
     until(lambda: not any(_alive(pid) for pid in children), timeout=5, what="no orphans")
+
+
+@pytest.mark.slow
+def test_a_worker_process_that_stops_answering_is_killed_and_replaced(
+    tmp_path: Path, listener: int
+) -> None:
+    """A stopped (SIGSTOP) process: its check times out at its deadline like any other, the
+    process is killed ``hang_after`` later and a fresh one runs the next run."""
+    [ref] = _refs(
+        tmp_path,
+        [{"name": "port", "kind": "tcp", "host": "127.0.0.1", "port": listener,
+          "timeout": "1s", "interval": "10s"}],
+    )  # fmt: skip
+    results = _Results()
+    pool = WorkerProcesses(1, 4, preload=["tcp"], hang_after=0.5)
+    runner = CheckRunner(2, results, processes=pool, grace=0.2)
+    try:
+        assert pool.wait_ready(30)
+        [pid] = pool.pids()
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        assert runner.submit(ref)
+        result = results.wait_for(["port"])["port"]
+        assert not result.success
+        assert result.reason == FailureReason.TIMEOUT
+        assert time.monotonic() - started < 1.0 + 0.2 + 0.5
+        [fresh] = until(lambda: [p for p in pool.pids() if p != pid], what="a replacement")
+        assert pool.replaced == 1
+        assert not _alive(pid)
+        until(lambda: runner.in_flight() == 0, what="the first run to end")
+        assert runner.submit(ref)
+        until(lambda: len(results.by_name["port"]) == 2, what="a second result")
+        assert results.by_name["port"][1].success, results.by_name["port"][1].detail
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        runner.shutdown(wait=True)
+    assert not _alive(fresh)
