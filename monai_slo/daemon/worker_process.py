@@ -40,7 +40,12 @@ def serve(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _configure_logging(levels, formatter)
     for kind in preload:
-        KINDS[kind]
+        # Import the kind's module now, not in a first run; if it fails, its checks fail
+        # with the reason when they run and the process serves the others.
+        try:
+            KINDS[kind]
+        except Exception as exc:
+            logging.getLogger(__name__).warning("kind %s did not import: %s", kind, exc)
     configs: dict[int, tuple[str, CheckConfig]] = {}
     replies = _Replies(conn)
     replies.send(-1, None)
