@@ -17,8 +17,8 @@ import socket
 import ssl
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Self, cast
 
@@ -132,6 +132,48 @@ def format_host(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _LookupThreads:
+    """Threads that run name lookups: an idle one is reused, and a new one starts whenever
+    none is idle, so a lookup that hangs holds only its own thread and never delays
+    another (as a thread per lookup would, without its ~0.4 ms of CPU per lookup)."""
+
+    IDLE_EXIT = 60.0  # seconds an idle thread waits for work before it ends
+
+    def __init__(self) -> None:
+        self.started = 0  # threads ever started (for tests)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every thread: a forked child has none of its parent's."""
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._idle = 0  # threads waiting for a job; never fewer than the jobs queued
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle > len(self._jobs):
+                self._jobs.append(job)
+                self._work.notify()
+                return
+            self.started += 1
+        threading.Thread(target=self._serve, args=(job,), name="resolve", daemon=True).start()
+
+    def _serve(self, job: Callable[[], None] | None) -> None:
+        while job is not None:
+            job()
+            with self._lock:
+                self._idle += 1
+                self._work.wait_for(lambda: self._jobs, self.IDLE_EXIT)
+                self._idle -= 1
+                job = self._jobs.popleft() if self._jobs else None
+
+
+_lookups = _LookupThreads()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_lookups.reset)
+
+
 def resolve(
     host: str, port: int, deadline: Deadline, *, limit: float | None = None
 ) -> Sequence[AddrInfo]:
@@ -139,9 +181,9 @@ def resolve(
     none or the lookup does not finish within ``limit`` or the deadline, whichever is first.
 
     getaddrinfo() takes no timeout, and a resolver that does not answer blocks for its own
-    (often 5 s x attempts); running it in a throwaway daemon thread keeps the check inside
-    its deadline. The thread is left to finish on its own if it overruns (it holds no
-    socket of ours). A lookup that hangs is a name-resolution failure, not a slow peer.
+    (often 5 s x attempts); running it on a lookup thread keeps the check inside its
+    deadline. The thread is left to finish on its own if it overruns (it holds no socket
+    of ours). A lookup that hangs is a name-resolution failure, not a slow peer.
     """
     if is_ip_literal(host):
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
@@ -156,7 +198,7 @@ def resolve(
             box.append(exc)
         done.set()
 
-    threading.Thread(target=lookup, name=f"resolve-{host}", daemon=True).start()
+    _lookups.submit(lookup)
     if not done.wait(wait):
         raise ProbeFailure(
             FailureReason.DNS, f"name lookup for {host!r} did not finish within {wait:g}s"
