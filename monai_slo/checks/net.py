@@ -174,6 +174,11 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_lookups.reset)
 
 
+# An IP literal's answer is the literal itself: parsed once per (host, port), not per run.
+_LITERAL_CACHE_SIZE = 1024
+_literals: dict[tuple[str, int], tuple[AddrInfo, ...]] = {}
+
+
 def resolve(
     host: str, port: int, deadline: Deadline, *, limit: float | None = None
 ) -> Sequence[AddrInfo]:
@@ -185,8 +190,15 @@ def resolve(
     deadline. The thread is left to finish on its own if it overruns (it holds no socket
     of ours). A lookup that hangs is a name-resolution failure, not a slow peer.
     """
+    known = _literals.get((host, port))
+    if known is not None:
+        return list(known)
     if is_ip_literal(host):
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        if len(_literals) >= _LITERAL_CACHE_SIZE:
+            _literals.clear()
+        _literals[(host, port)] = tuple(found)
+        return found
     wait = deadline.remaining() if limit is None else min(limit, deadline.remaining())
     box: list[Sequence[AddrInfo] | Exception] = []
     done = threading.Event()

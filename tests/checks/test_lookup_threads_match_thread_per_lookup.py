@@ -1,6 +1,7 @@
 """Name lookups run on reused threads instead of a new thread each (~0.4 ms of CPU per
 lookup), with the same answers and failures: a hung lookup still fails as dns within the
-deadline and holds only its own thread, so another lookup meanwhile is not delayed."""
+deadline and holds only its own thread, so another lookup meanwhile is not delayed. An IP
+literal's answer is parsed once and remembered."""
 
 from __future__ import annotations
 
@@ -94,3 +95,25 @@ def test_forked_child_resolves() -> None:
     finally:
         os.close(read)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_literal_answer_matches_getaddrinfo_and_is_remembered(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An IP literal gets getaddrinfo's numeric answer, asked once for each host and port."""
+    net._literals.clear()
+    expected = socket.getaddrinfo(host, 8080, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    asked: list[object] = []
+    real = socket.getaddrinfo
+
+    def counting(*args: Any, **kwargs: Any) -> list[Any]:
+        asked.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", counting)
+    for _ in range(5):
+        assert list(net.resolve(host, 8080, Deadline(5))) == expected
+    assert len(asked) == 1
+    assert net.resolve(host, 8081, Deadline(5))[0][4][1] == 8081
+    assert len(asked) == 2
