@@ -10,7 +10,8 @@ Beside them, two floors at the same pace in this process: ``http.client`` making
 GET on a fresh connection, and a bare ``ssl`` + ``socket`` client making one verified
 handshake (fresh, no session resumption, as every check makes) and one GET. And the whole
 daemon (``monai-slo run``: scheduler, runner, history, metrics) running only HTTP(S)
-checks at the same rate, its process CPU from /proc divided by the runs it counted.
+checks at the same rate, its CPU from /proc (worker processes included) divided by the
+runs it counted.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from monai_slo.checks.base import Deadline
 from bench.measure import Pacer, Timing, median, process_cpu, quantile
 from bench.peers import BlackboxPeer, HttpTarget
 from bench.report import Baseline, Row
-from bench.scale import daemon, free_port, parse, scrape
+from bench.scale import daemon, free_port, parse, scrape, tree_cpu
 
 RATE = 50.0
 HTTP_CPU_SHARE_TARGET = 0.5
@@ -126,9 +127,9 @@ def time_daemon(check: str, seconds: float) -> float:
         with daemon(config, workdir / "daemon.log", port) as process:
             time.sleep(2 * DAEMON_INTERVAL)  # warm-up: every check has run
             first = parse(*_scrape_at(port))
-            cpu_start = process_cpu(process.pid)
+            cpu_start = tree_cpu(process.pid)
             time.sleep(seconds)  # the measured window
-            cpu = process_cpu(process.pid) - cpu_start
+            cpu = tree_cpu(process.pid) - cpu_start
             last = parse(*_scrape_at(port))
     runs = sum(last.runs.values()) - sum(first.runs.values())
     failed = sum(last.failures.values()) - sum(first.failures.values())
