@@ -47,6 +47,9 @@ class Cost:
     best: float = 0.0
     """The smallest last-evaluation duration seen: on a shared, loaded host the figure least
     inflated by other processes."""
+    cpu: float = 0.0
+    """Prometheus' own CPU seconds (``process_cpu_seconds_total``) per evaluation of the group
+    over the run, the scrapes included: the work, whatever else runs on the host."""
 
     @property
     def fleet_seconds(self) -> float:
@@ -109,8 +112,9 @@ def serving(body: bytes) -> Iterator[str]:
         server.server_close()
 
 
-def _own_metric(prometheus: PrometheusServer, name: str) -> float | None:
-    """``name`` for the environment's group, read from Prometheus' own /metrics."""
+def _own_metric(prometheus: PrometheusServer, name: str, group: str | None = GROUP) -> float | None:
+    """``name`` for the environment's group (or, with ``group=None``, the unlabelled process
+    metric ``name``), read from Prometheus' own /metrics."""
     connection = http.client.HTTPConnection(LOOPBACK, prometheus.port, timeout=5)
     try:
         connection.request("GET", "/metrics")
@@ -118,7 +122,9 @@ def _own_metric(prometheus: PrometheusServer, name: str) -> float | None:
     finally:
         connection.close()
     for line in text.splitlines():
-        if line.startswith(name + "{") and f';{GROUP}"' in line:
+        if group is None and line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+        if group is not None and line.startswith(name + "{") and f';{group}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return None
 
@@ -158,6 +164,8 @@ def measure(
                 time.sleep(0.5)  # poll interval; the loop re-queries Prometheus
             iterations = "prometheus_rule_group_iterations_total"
             start = _own_metric(prometheus, iterations) or 0.0
+            cpu = "process_cpu_seconds_total"
+            cpu_start = _own_metric(prometheus, cpu, None) or 0.0
             worst, best, done = 0.0, float("inf"), 0.0
             deadline = time.monotonic() + evaluations * 10 + 60
             while done < evaluations:
@@ -169,12 +177,15 @@ def measure(
                     best = min(best, last)
                 done = (_own_metric(prometheus, iterations) or 0.0) - start
                 time.sleep(0.5)  # poll interval; the loop re-reads Prometheus' metrics
+            cpu_seconds = (_own_metric(prometheus, cpu, None) or 0.0) - cpu_start
             rule_count = int(_own_metric(prometheus, "prometheus_rule_group_rules") or 0)
             group = next(g for g in prometheus.api("rules")["groups"] if g["name"] == GROUP)
             by_rule: dict[str, float] = {}
             for rule in group["rules"]:
                 by_rule[rule["name"]] = by_rule.get(rule["name"], 0.0) + rule["evaluationTime"]
-            return Cost(services, probers, rule_count, worst, by_rule, best)
+            return Cost(
+                services, probers, rule_count, worst, by_rule, best, cpu_seconds / max(done, 1)
+            )
 
 
 @contextmanager
@@ -224,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{cost.services} services, {cost.probers} probers, {cost.rules} rules in {GROUP}: "
         f"rule group evaluation at most {cost.seconds * 1000:.1f} ms, at least "
         f"{cost.best * 1000:.1f} ms "
-        f"(prometheus_rule_group_last_duration_seconds); the fleet SLI's rules "
+        f"(prometheus_rule_group_last_duration_seconds); Prometheus CPU "
+        f"{cost.cpu * 1000:.1f} ms per evaluation (scrapes included); the fleet SLI's rules "
         f"{cost.fleet_seconds * 1000:.1f} ms of the last one"
     )
     for name, seconds in sorted(cost.by_rule.items(), key=lambda item: -item[1]):

@@ -185,7 +185,21 @@ def _chained(recorded: str, env: str, window: float, source: float) -> str:
         offset = f" offset {prom_duration(index * source)}" if index else ""
         selector = _selector(recorded, environment=env, window=format_duration(source))
         parts.append(f'label_replace({selector}{offset}, "part", "{index}", "", "")')
-    return "sum without (part) (\n  " + "\nor\n  ".join(parts) + "\n)"
+    return "sum without (part) (\n  " + _union(parts) + "\n)"
+
+
+def _union(parts: list[str]) -> str:
+    """``a or b or c or d`` as ``(a or b) or (c or d)``: the parts' labels differ, so the
+    result is the same, and each ``or`` hashes its left side: a left-leaning chain of k parts
+    hashes the first part k-1 times, a balanced tree about log2(k) times."""
+    if len(parts) <= 2:
+        return "\nor\n  ".join(parts)
+    half = (len(parts) + 1) // 2
+    left, right = (
+        _union(side) if len(side) == 1 else f"(\n  {_union(side)}\n)"
+        for side in (parts[:half], parts[half:])
+    )
+    return f"{left}\nor\n  {right}"
 
 
 def quorum_down(down: str, reporting: str, quorum: int | str) -> str:
@@ -206,6 +220,14 @@ def _fleet_down(up: str, quorum: int | str) -> str:
     reporting = f"count without ({PROBER_LABELS}) ({up})"
     down = f"(count without ({PROBER_LABELS}) ({up} == 0) or {reporting} * 0)"
     return quorum_down(down, reporting, quorum)
+
+
+def _fleet_up(up: str, quorum: int | str) -> str:
+    """1 - :func:`_fleet_down`, written with the fewest operations over every service: the
+    quorum "all" is the best prober's state itself."""
+    if quorum == "all":
+        return f"max without ({PROBER_LABELS}) ({up})"
+    return f"1 - (\n  {_fleet_down(up, quorum)}\n)"
 
 
 def fleet_rules(
@@ -233,10 +255,7 @@ def fleet_rules(
             f"or\n{_selector(FLEET_REPORTING, environment=env)} * 0",
         ),
         record(FLEET_DOWN, _fleet_down(up, options.quorum)),
-        record(
-            FLEET_SLI,
-            f"1 - (\n  {_fleet_down(up, options.quorum)}\n)\n" + _not_in_maintenance(env),
-        ),
+        record(FLEET_SLI, f"{_fleet_up(up, options.quorum)}\n" + _not_in_maintenance(env)),
     ]
     sli = _selector(FLEET_SLI, environment=env)
     recorded: list[float] = []
@@ -260,8 +279,10 @@ def fleet_rules(
     rules.append(
         record(
             FLEET_AVAILABILITY,
+            # No ``> 0`` guard: a recorded count is at least 1 (no instant: no series), and the
+            # comparison over every window's series cost as much as the division.
             f"{_selector(FLEET_GOOD, environment=env)}\n"
-            f"/\n({_selector(FLEET_SAMPLES, environment=env)} > 0)",
+            f"/\n{_selector(FLEET_SAMPLES, environment=env)}",
         )
     )
     by_objective: dict[float, list[str]] = {}

@@ -48,9 +48,12 @@ def test_the_quorum_decides_the_instant_state() -> None:
     (every,) = records(document, "monai-slo:prod", m.RECORDED_FLEET_SERVICE_DOWN)
     assert every["expr"] == f"1 - max without (instance, prober) ({up})"
     (sli,) = records(document, "monai-slo:prod", m.RECORDED_FLEET_SERVICE_SLI)
-    assert every["expr"] in sli["expr"] and ":fleet" not in sli["expr"].split("unless")[0]
+    # 'all': the SLI is the best prober's state itself, not 1 - (1 - it).
+    assert sli["expr"].startswith(f"max without (instance, prober) ({up})\nunless")
     two = generate_rules(config, AlertingOptions(quorum=2))
     (rule,) = records(two, "monai-slo:prod", m.RECORDED_FLEET_SERVICE_DOWN)
+    (sli,) = records(two, "monai-slo:prod", m.RECORDED_FLEET_SERVICE_SLI)
+    assert rule["expr"] in sli["expr"] and ":fleet" not in sli["expr"].split("unless on (env")[0]
     assert rule["expr"] == (
         f"(count without (instance, prober) ({up} == 0) or "
         f"count without (instance, prober) ({up}) * 0) >= bool "
