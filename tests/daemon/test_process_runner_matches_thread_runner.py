@@ -180,8 +180,9 @@ def test_the_daemon_stops_its_worker_processes(tmp_path: Path, listener: int) ->
         extra={"worker_processes": 2},
     )  # fmt: skip
     try:
+        until(daemon.ready, 30, "the daemon ready")
         until(lambda: len(_workers(daemon.process.pid)) == 2, what="two worker processes")
-        until(lambda: b"monai_slo_check_runs_total" in daemon.request("GET", "/metrics")[1])
+        until(lambda: "monai_slo_check_runs_total{" in daemon.metrics(), what="a run")
         children = _children(daemon.process.pid)
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.process.wait(20) == 0
