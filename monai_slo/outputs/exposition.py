@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 from prometheus_client import exposition
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -97,6 +97,14 @@ def _pieces_for(name: str) -> dict[str, str]:
 Row = tuple[tuple[str, ...], float]
 
 
+def _no_row(kept: object) -> Row:
+    raise TypeError("keep() without reads_kept()")
+
+
+def _no_line(kept: object) -> str:
+    raise TypeError("keep() without reads_kept()")
+
+
 class _Deferred:
     """A gauge or counter family that keeps (label values, value) rows and makes
     prometheus_client ``Sample`` objects only when something reads ``samples`` (its own
@@ -112,11 +120,43 @@ class _Deferred:
         self.rows: list[Row] = []
         self.lines: list[str] = []
         """Each row's line already written (:func:`sample_line`): the fast encoders copy
-        them when every row has one (append to both lists together)."""
+        them when every row has one (:meth:`add_line` appends to both)."""
+        self.kept: list[Any] = []
+        """Objects that hold a row's value and line (:meth:`keep`), read only when written:
+        a scrape appends references instead of making a row per sample (rows the cyclic
+        collector would have to scan)."""
+        self._kept_row: Callable[[Any], Row] = _no_row
+        self._kept_line: Callable[[Any], str] = _no_line
         self._made: list[Sample] = []
+
+    def reads_kept(self, row: Callable[[Any], Row], line: Callable[[Any], str]) -> None:
+        """How :meth:`keep`'s objects give their row and their line."""
+        self._kept_row, self._kept_line = row, line
+
+    def keep(self, kept: object) -> None:
+        """A row read from ``kept`` (see :meth:`reads_kept`) when the family is written."""
+        if self.rows:  # after rows: keep the order
+            self.rows.append(self._kept_row(kept))
+            self.lines.append(self._kept_line(kept))
+        else:
+            self.kept.append(kept)
+
+    def add_line(self, row: Row, line: str) -> None:
+        """A row with its line already written."""
+        self._spill()
+        self.rows.append(row)
+        self.lines.append(line)
+
+    def _spill(self) -> None:
+        """Kept objects become rows (with their lines) before any other row is added."""
+        if self.kept:
+            self.rows = [self._kept_row(kept) for kept in self.kept] + self.rows
+            self.lines = [self._kept_line(kept) for kept in self.kept] + self.lines
+            self.kept = []
 
     @property
     def samples(self) -> list[Sample]:
+        self._spill()
         if self.rows:
             name = self.name + "_total" if self.type == "counter" else self.name
             names = self._labelnames
@@ -151,6 +191,7 @@ class Gauge(_Deferred, GaugeMetricFamily):
         if timestamp is not None:
             GaugeMetricFamily.add_metric(self, labels, value, timestamp)
             return
+        self._spill()
         self.rows.append((tuple(labels), value))
 
 
@@ -175,6 +216,7 @@ class Counter(_Deferred, CounterMetricFamily):
         if created is not None or timestamp is not None or exemplar is not None:
             CounterMetricFamily.add_metric(self, labels, value, created, timestamp, exemplar)
             return
+        self._spill()
         self.rows.append((tuple(labels), value))
 
 
@@ -248,7 +290,11 @@ def _rows(metric: _Deferred, out: list[str]) -> None:
 
 def _samples(metric: Metric, out: list[str], forbidden: tuple[str, ...]) -> None:
     """Append the family's sample lines; raise _Exotic for anything but plain samples."""
-    if isinstance(metric, _Deferred) and metric.rows:
+    if isinstance(metric, _Deferred) and metric.kept and not metric._made:
+        _legacy(metric.name + "_total" if metric.type == "counter" else metric.name)
+        out.extend(map(metric._kept_line, metric.kept))
+        return
+    if isinstance(metric, _Deferred) and (metric.rows or metric.kept):
         if metric._made:  # rows after samples made: keep their order through the slow path
             metric.samples  # noqa: B018 -- makes the samples from the rows
         elif len(metric.lines) == len(metric.rows):

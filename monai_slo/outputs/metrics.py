@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -35,22 +36,23 @@ Line = tuple[Row, str]
 
 @dataclass(slots=True)
 class CheckLines:
-    """One check's /metrics rows and lines for its last result, written as the result is
-    recorded so that a scrape copies them; valid while ``labels``, ``last``, ``runs`` and
-    ``failures`` are still what the scrape sees (anything else is written at the scrape)."""
+    """One check's /metrics lines for its last result, written as the result is recorded
+    (or by the scrape that first finds them missing) so that a scrape copies them; valid
+    while ``labels``, ``last``, ``runs`` and ``failures`` are what the scrape sees. A new
+    object per result (a scrape may still be writing the previous one); only ``skipped``
+    is replaced in place, by scrapes under the counters' lock."""
 
     labels: tuple[str, ...]
     label_set: str
-    last: CheckResult
+    last: CheckResult | None
     runs: int
     failures: dict[str, int] | None
-    up: Line
-    duration: Line
-    last_run: Line
-    runs_line: Line
+    up: str
+    duration: str
+    last_run: str
+    runs_line: str
     failure_lines: tuple[Line, ...]
-    skipped: int = -1
-    skipped_line: Line = (((), 0), "")
+    skipped: Line | None
 
 
 def check_label_values(ref: CheckRef) -> tuple[str, ...]:
@@ -85,48 +87,48 @@ class LiveCounters:
                 by_reason = self.failures.setdefault(key, {})
                 by_reason[result.reason] = by_reason.get(result.reason, 0) + 1
             self.last[key] = result
-            self.lines[key] = _check_lines(ref, result, runs, by_reason, self.lines.get(key))
+            self.lines[key] = _check_lines(
+                check_label_values(ref), result, runs, by_reason, self.lines.get(key)
+            )
 
 
 def _check_lines(
-    ref: CheckRef,
-    last: CheckResult,
+    labels: tuple[str, ...],
+    last: CheckResult | None,
     runs: int,
     failures: dict[str, int] | None,
     before: CheckLines | None,
 ) -> CheckLines:
-    labels = check_label_values(ref)
     if before is not None and before.labels == labels:
-        text = before.label_set
+        labels, text = before.labels, before.label_set
     else:
         text = label_set(_CHECK_NAMES, labels)
         before = None
-    if failures and before is not None and before.failures == failures:
+    if before is not None and before.failures == failures:
         failure_lines = before.failure_lines
     else:
         failure_lines = tuple(
             _failure_line(labels, reason, count)
             for reason, count in sorted((failures or {}).items())
         )
-    up = 1 if last.success else 0
-    lines = CheckLines(
+    up = duration = last_run = ""
+    if last is not None:
+        up = sample_line(m.CHECK_UP, text, 1 if last.success else 0)
+        duration = sample_line(m.CHECK_DURATION_SECONDS, text, last.duration)
+        last_run = sample_line(m.CHECK_LAST_RUN_TIMESTAMP_SECONDS, text, last.timestamp)
+    return CheckLines(
         labels,
         text,
         last,
         runs,
         dict(failures) if failures else None,
-        ((labels, up), sample_line(m.CHECK_UP, text, up)),
-        ((labels, last.duration), sample_line(m.CHECK_DURATION_SECONDS, text, last.duration)),
-        (
-            (labels, last.timestamp),
-            sample_line(m.CHECK_LAST_RUN_TIMESTAMP_SECONDS, text, last.timestamp),
-        ),
-        ((labels, runs), sample_line(_RUNS_SAMPLE, text, runs)),
+        up,
+        duration,
+        last_run,
+        sample_line(_RUNS_SAMPLE, text, runs),
         failure_lines,
+        None if before is None else before.skipped,
     )
-    if before is not None:
-        lines.skipped, lines.skipped_line = before.skipped, before.skipped_line
-    return lines
 
 
 def _failure_line(labels: tuple[str, ...], reason: str, count: int) -> Line:
@@ -134,9 +136,20 @@ def _failure_line(labels: tuple[str, ...], reason: str, count: int) -> Line:
     return (values, count), sample_line(_FAILURES_SAMPLE, label_set(_FAILURE_NAMES, values), count)
 
 
-def _add(family: Gauge | Counter, line: Line) -> None:
-    family.rows.append(line[0])
-    family.lines.append(line[1])
+def _last(kept: CheckLines) -> CheckResult:
+    assert kept.last is not None  # only checks with a result are kept in these families
+    return kept.last
+
+
+def _kept_families(
+    up: Gauge, duration: Gauge, last_ts: Gauge, runs: Counter, skipped: Counter
+) -> None:
+    """Where each family reads its rows and lines in :class:`CheckLines`."""
+    up.reads_kept(lambda k: (k.labels, 1 if _last(k).success else 0), attrgetter("up"))
+    duration.reads_kept(lambda k: (k.labels, _last(k).duration), attrgetter("duration"))
+    last_ts.reads_kept(lambda k: (k.labels, _last(k).timestamp), attrgetter("last_run"))
+    runs.reads_kept(lambda k: (k.labels, k.runs), attrgetter("runs_line"))
+    skipped.reads_kept(itemgetter(0), itemgetter(1))  # kept: the Line itself
 
 
 @dataclass
@@ -314,45 +327,40 @@ class SloCollector(Collector):
         extra: dict[str, Gauge] = {}
         counters = self.view.counters
         skipped_counts = self.view.skipped()
+        _kept_families(up, duration, last_ts, runs, skipped)
+        kept_lines = counters.lines
         with counters.lock:
             for ref in config.checks():
                 key = ref.key
                 last = counters.last.get(key)
-                kept = counters.lines.get(key)
+                run_count = counters.runs.get(key, 0)
+                failed = counters.failures.get(key) or None
+                labels_t = check_label_values(ref)
+                kept = kept_lines.get(key)
                 if (
-                    kept is not None
-                    and kept.last is last
-                    and kept.runs == counters.runs.get(key, 0)
-                    and kept.failures == (counters.failures.get(key) or None)
-                    and kept.labels == check_label_values(ref)
-                ):
-                    # The rows and lines written when the last result was recorded.
-                    _add(runs, kept.runs_line)
-                    count = skipped_counts.get(key, 0)
-                    if kept.skipped != count:
-                        kept.skipped = count
-                        row = (kept.labels, count)
-                        kept.skipped_line = row, sample_line(_SKIPPED_SAMPLE, kept.label_set, count)
-                    _add(skipped, kept.skipped_line)
-                    for line in kept.failure_lines:
-                        _add(failures, line)
-                    _add(up, kept.up)
-                    _add(duration, kept.duration)
-                    _add(last_ts, kept.last_run)
-                    labels = list(kept.labels)
-                else:
-                    labels = _check_labels(ref)
-                    runs.add_metric(labels, counters.runs.get(key, 0))
-                    skipped.add_metric(labels, skipped_counts.get(key, 0))
-                    for reason, failed in sorted(counters.failures.get(key, {}).items()):
-                        failures.add_metric([*labels, reason], failed)
-                    if last is None:
-                        continue
-                    up.add_metric(labels, 1 if last.success else 0)
-                    duration.add_metric(labels, last.duration)
-                    last_ts.add_metric(labels, last.timestamp)
+                    kept is None
+                    or kept.last is not last
+                    or kept.runs != run_count
+                    or kept.failures != failed
+                    or kept.labels != labels_t
+                ):  # not recorded through record(), or relabelled by a reload
+                    kept = kept_lines[key] = _check_lines(labels_t, last, run_count, failed, kept)
+                runs.keep(kept)
+                count = skipped_counts.get(key, 0)
+                if kept.skipped is None or kept.skipped[0][1] != count:
+                    row = (kept.labels, count)
+                    kept.skipped = row, sample_line(_SKIPPED_SAMPLE, kept.label_set, count)
+                skipped.keep(kept.skipped)
+                for line in kept.failure_lines:
+                    failures.add_line(*line)
                 if last is None:
                     continue
+                up.keep(kept)
+                duration.keep(kept)
+                last_ts.keep(kept)
+                if not last.values and not last.series:
+                    continue
+                labels = list(kept.labels)
                 for suffix, value in last.values.items():
                     _extra_family(extra, suffix, ()).add_metric(labels, value)
                 for series in last.series:
