@@ -259,7 +259,9 @@ class CheckRunner:
                 step_deadline = min(now + run.pending.step_timeout, run.deadline)
             run.step_started = now
             heapq.heappush(self._timers, (step_deadline + self._grace, next(self._sequence), run))
-            self._wake.notify()
+            if self._timers[0][2] is run:
+                # Only a new earliest deadline changes how long the watchdog waits.
+                self._wake.notify()
             return run
 
     def _serve(self) -> None:
