@@ -60,9 +60,15 @@ def http_json(
         conn.close()
 
 
-def _wait_http_ready(
-    peer: _ProcessPeer, port: int, process: subprocess.Popen[bytes], timeout: float
+def wait_http_ready(
+    peer: _ProcessPeer,
+    port: int,
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    path: str = "/-/ready",
 ) -> None:
+    """Poll ``path`` until it answers 200; fail with the log's tail if the process exits or
+    ``timeout`` passes first."""
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
@@ -70,7 +76,7 @@ def _wait_http_ready(
                 f"{type(peer).__name__} exited with {process.returncode}\n{_log_tail(peer.log_path)}"
             )
         try:
-            if http_json(port, "GET", "/-/ready", timeout=1.0)[0] == 200:
+            if http_json(port, "GET", path, timeout=1.0)[0] == 200:
                 return
         except OSError:
             pass
@@ -109,7 +115,7 @@ class AlertmanagerServer(_ProcessPeer):
         ]
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
-        _wait_http_ready(self, self.port, process, timeout)
+        wait_http_ready(self, self.port, process, timeout)
 
     def alerts(self, **filters: str) -> list[dict[str, Any]]:
         """GET /api/v2/alerts (active, silenced and inhibited alerts; resolved ones drop out)."""
@@ -175,7 +181,7 @@ class PrometheusServer(_ProcessPeer):
         ]
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
-        _wait_http_ready(self, self.port, process, timeout)
+        wait_http_ready(self, self.port, process, timeout)
 
     def api(self, path: str, **params: str) -> Any:
         query = urllib.parse.urlencode(params)

@@ -14,7 +14,6 @@ polled), stopped on ``stop()``/``close()`` and at exit, context managers.
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,31 +21,10 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures_dicom import LOOPBACK, _log_tail, _ProcessPeer, free_port, require_binary
-from tests.fixtures_prometheus import http_json
+from tests.fixtures_dicom import LOOPBACK, _ProcessPeer, free_port, require_binary
+from tests.fixtures_prometheus import http_json, wait_http_ready
 
 __all__ = ["VictoriaMetricsServer", "VmAgent", "VmAlert"]
-
-
-def _wait_healthy(
-    peer: _ProcessPeer, port: int, process: subprocess.Popen[bytes], timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{type(peer).__name__} exited with {process.returncode}\n{_log_tail(peer.log_path)}"
-            )
-        try:
-            if http_json(port, "GET", "/health", timeout=1.0)[0] == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() >= deadline:
-            raise RuntimeError(
-                f"{type(peer).__name__} not healthy after {timeout}s\n{_log_tail(peer.log_path)}"
-            )
-        time.sleep(0.05)  # poll interval, not synchronisation: the loop re-checks
 
 
 class _VmPeer(_ProcessPeer):
@@ -61,7 +39,7 @@ class _VmPeer(_ProcessPeer):
         return f"http://{self.address}"
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
-        _wait_healthy(self, self.port, process, timeout)
+        wait_http_ready(self, self.port, process, timeout, "/health")
 
 
 class VictoriaMetricsServer(_VmPeer):
