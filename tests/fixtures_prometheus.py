@@ -87,6 +87,26 @@ def wait_http_ready(
         time.sleep(0.05)  # poll interval, not synchronisation: the loop re-checks
 
 
+class PrometheusQueryApi:
+    """The Prometheus HTTP query API, which Prometheus and VictoriaMetrics both answer."""
+
+    port: int
+
+    def api(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        status, data = http_json(
+            self.port, "GET", f"/api/v1/{path}" + (f"?{query}" if query else "")
+        )
+        assert status == 200 and data["status"] == "success", (status, data)
+        return data["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's vector: [{'metric': {...}, 'value': [ts, 'v']}, ...]."""
+        result = self.api("query", query=expr)
+        assert result["resultType"] == "vector", result
+        return list(result["result"])
+
+
 class AlertmanagerServer(_ProcessPeer):
     """Alertmanager with ``config`` (a mapping written as alertmanager.yml)."""
 
@@ -131,7 +151,7 @@ class AlertmanagerServer(_ProcessPeer):
         assert status == 200, (status, data)
 
 
-class PrometheusServer(_ProcessPeer):
+class PrometheusServer(PrometheusQueryApi, _ProcessPeer):
     """Prometheus scraping ``targets`` (job ``job``) with ``rule_files``, 1 s everything;
     ``scrape_configs``, when given, replaces the one job (labelled targets, federation)."""
 
@@ -182,20 +202,6 @@ class PrometheusServer(_ProcessPeer):
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         wait_http_ready(self, self.port, process, timeout)
-
-    def api(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        status, data = http_json(
-            self.port, "GET", f"/api/v1/{path}" + (f"?{query}" if query else "")
-        )
-        assert status == 200 and data["status"] == "success", (status, data)
-        return data["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query's vector: [{'metric': {...}, 'value': [ts, 'v']}, ...]."""
-        result = self.api("query", query=expr)
-        assert result["resultType"] == "vector", result
-        return list(result["result"])
 
     def alertmanagers(self) -> list[str]:
         """URLs of the Alertmanagers Prometheus has discovered and will send to."""

@@ -14,7 +14,6 @@ polled), stopped on ``stop()``/``close()`` and at exit, context managers.
 from __future__ import annotations
 
 import subprocess
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import yaml
 
 from tests.fixtures_dicom import LOOPBACK, _ProcessPeer, free_port, require_binary
-from tests.fixtures_prometheus import http_json, wait_http_ready
+from tests.fixtures_prometheus import PrometheusQueryApi, http_json, wait_http_ready
 
 __all__ = ["VictoriaMetricsServer", "VmAgent", "VmAlert"]
 
@@ -42,7 +41,7 @@ class _VmPeer(_ProcessPeer):
         wait_http_ready(self, self.port, process, timeout, "/health")
 
 
-class VictoriaMetricsServer(_VmPeer):
+class VictoriaMetricsServer(PrometheusQueryApi, _VmPeer):
     def __init__(self, workdir: Path | None = None) -> None:
         super().__init__(workdir)
         self.binary = require_binary("victoria-metrics")
@@ -59,20 +58,6 @@ class VictoriaMetricsServer(_VmPeer):
             "-search.disableCache",
             "-loggerLevel=WARN",
         ]
-
-    def api(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        status, data = http_json(
-            self.port, "GET", f"/api/v1/{path}" + (f"?{query}" if query else "")
-        )
-        assert status == 200 and data["status"] == "success", (status, data)
-        return data["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query's vector: [{'metric': {...}, 'value': [ts, 'v']}, ...]."""
-        result = self.api("query", query=expr)
-        assert result["resultType"] == "vector", result
-        return list(result["result"])
 
 
 class VmAgent(_VmPeer):
